@@ -1,0 +1,48 @@
+"""Settings from the environment (prefix ``TRIAGE_``), read once through :func:`get_settings`."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Repository root when running from a checkout; models/ lives beside the package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field can be set as ``TRIAGE_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
+
+    models_dir: Path = Field(
+        default=PROJECT_ROOT / "models", description="Model registry folder (versions + registry.json)."
+    )
+    model_path: Path | None = Field(
+        default=None, description="Serve this model folder instead of the registry's current one."
+    )
+    routing_table: Path | None = Field(
+        default=None, description="A user routing table (YAML) replacing the packaged default."
+    )
+    database_url: str = Field(
+        default="sqlite:///var/triage.sqlite3", description="SQLAlchemy URL of the case store."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list, description="Keys accepted for write endpoints; none means refused."
+    )
+    mask_personal_data: bool = Field(
+        default=True, description="Mask ID, phone and bank-card numbers in stored text."
+    )
+    max_text_length: int = Field(default=20_000, gt=0, description="Characters per petition.")
+    max_batch_size: int = Field(default=1_000, gt=0, description="Items per batch request.")
+    cors_origins: list[str] = Field(default_factory=list)
+    segmenter: str = Field(default="auto", description="auto, rjieba or jieba.")
+    similar_cases: int = Field(default=5, ge=0, description="How many similar earlier cases to return.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` in tests)."""
+    return Settings()
