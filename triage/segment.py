@@ -12,6 +12,7 @@ Two backends produce the same tokens from the same dictionaries:
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -69,14 +70,8 @@ def load_stopwords(path: Path | None = None) -> frozenset[str]:
 
 def available_backends() -> list[str]:
     """Backends importable in this environment, fastest first."""
-    found = []
-    for name in BACKENDS:
-        try:
-            __import__(name)
-        except ImportError:
-            continue
-        found.append(name)
-    return found
+    # find_spec does not import: importing jieba alone costs a second.
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
 
 
 class Segmenter:

@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     segmenter: str = Field(default="auto", description="auto, rjieba or jieba.")
     similar_cases: int = Field(default=5, ge=0, description="How many similar earlier cases to return.")
+    # --- HTTP service (triage/api) ---
+    api_threads: int = Field(
+        default=4, ge=1, le=64, description="Worker threads that classify requests in the API."
+    )
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, gt=0, description="Largest request body the API reads (413)."
+    )
+    log_requests: bool = Field(default=True, description="Log one masked line per API request.")
+    repeat_detection: bool = Field(
+        default=True, description="Index stored cases at API start-up to find similar earlier ones."
+    )
 
 
 @lru_cache(maxsize=1)

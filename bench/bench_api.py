@@ -1,0 +1,363 @@
+"""Load benchmark of ``POST /v1/classify``: a real server process, an async httpx load generator.
+
+Starts ``serve.py`` on a free loopback port (one uvicorn worker, a fresh SQLite store in a
+temporary folder), waits for ``/healthz``, then drives it from this process with
+``--concurrency`` clients for ``--duration`` seconds, each sending a 300-character petition.
+
+By default the offered load is a fixed rate (``--rate 300`` requests/s spread over the
+clients, each client sending on a schedule); ``--rate 0`` sends as fast as the server answers
+(closed loop) to find the saturation throughput. Latency is measured per request from send to
+answer; the "corrected" p99 counts from the scheduled send time, so a stalled server cannot
+hide its queueing (coordinated omission).
+
+    python bench/bench_api.py                      # 60 s, 32 clients, 300 req/s
+    python bench/bench_api.py --rate 0 --duration 30 --json
+    python bench/bench_api.py --url http://127.0.0.1:8000   # an already running server
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import platform
+import random
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "data" / "examples").glob("*.csv"))
+
+
+@dataclass
+class Stats:
+    latencies: list[float] = field(default_factory=list)  # seconds, send -> answer
+    corrected: list[float] = field(default_factory=list)  # seconds, schedule -> answer
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+def petitions(length: int, count: int = 400) -> list[str]:
+    """``count`` distinct petitions of exactly ``length`` characters, from data/examples."""
+    texts: list[str] = []
+    for path in EXAMPLES:
+        with path.open(encoding="utf-8") as fh:
+            texts.extend(row["text"] for row in csv.DictReader(fh) if row.get("text"))
+    if not texts:
+        texts = ["我们村的土地被征收了，征地补偿款一直没有发放，请求有关部门核查处理。"]
+    rng = random.Random(7)
+    rng.shuffle(texts)
+    out = []
+    for i in range(count):
+        text = texts[i % len(texts)]
+        while len(text) < length:  # pad short ones with another petition
+            text += "。" + texts[(i + len(text)) % len(texts)]
+        out.append(text[:length])
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TRIAGE_DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
+        "TRIAGE_LOG_REQUESTS": "false" if args.quiet_server else "true",
+    }
+    if args.threads:
+        env["TRIAGE_API_THREADS"] = str(args.threads)
+    cmd = [sys.executable, str(ROOT / "serve.py"), "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--workers", str(args.workers)]
+    if args.model:
+        cmd += ["--model", str(args.model)]
+    log = (workdir / "server.log").open("wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited ({proc.returncode}):\n{_tail(workdir / 'server.log')}")
+        try:
+            r = httpx.get(f"{base_url}/healthz", timeout=2)
+            if r.status_code == 200:
+                return proc, base_url
+            if time.monotonic() > deadline:
+                raise SystemExit(f"server is not healthy: {r.text}")
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                log_tail = _tail(workdir / "server.log")
+                raise SystemExit(f"server did not start:\n{log_tail}") from None
+        time.sleep(0.1)
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    return path.read_text(errors="replace")[-n:]
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process and its children (Linux /proc), else None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / ticks  # utime stime cutime cstime
+
+
+class HttpxSender:
+    """POSTs through one shared ``httpx.AsyncClient`` (a pool of keep-alive connections)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, body: bytes) -> tuple[bool, str]:
+        try:
+            r = await self.http.post(
+                "/v1/classify", content=body, headers={"content-type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            return False, type(exc).__name__
+        return r.status_code == 200, f"HTTP {r.status_code}"
+
+
+class RawSender:
+    """Minimal HTTP/1.1 keep-alive client on one connection: far less CPU than httpx, so
+    on a 2-core machine the load generator takes less from the server it measures."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, body: bytes) -> tuple[bool, str]:
+        head = (
+            f"POST /v1/classify HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        try:
+            if self.conn is None:
+                self.conn = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.conn
+            writer.write(head + body)
+            header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+            status = int(header.split(b" ", 2)[1])
+            length = 0
+            for line in header.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+            if self.conn is not None:
+                self.conn[1].close()
+            self.conn = None
+            return False, type(exc).__name__
+        return status == 200, f"HTTP {status}"
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn[1].close()
+
+
+async def client_loop(
+    sender: HttpxSender | RawSender,
+    bodies: list[bytes],
+    stats: Stats,
+    start: float,
+    warm_until: float,
+    stop: float,
+    interval: float,
+    offset: float,
+) -> None:
+    """One client: send on its schedule (every ``interval`` s) or back-to-back (interval 0)."""
+    rng = random.Random(offset)
+    k = 0
+    while True:
+        scheduled = start + offset + k * interval if interval else time.perf_counter()
+        k += 1
+        now = time.perf_counter()
+        if scheduled >= stop or now >= stop:
+            return
+        if scheduled > now:
+            await asyncio.sleep(scheduled - now)
+        sent = time.perf_counter()
+        ok, kind = await sender.post(rng.choice(bodies))
+        done = time.perf_counter()
+        if sent < warm_until:
+            continue
+        if ok:
+            stats.latencies.append(done - sent)
+            stats.corrected.append(done - min(scheduled, sent))
+        else:
+            stats.error(kind)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
+    bodies = [
+        json.dumps({"text": text, "channel": "网上"}, ensure_ascii=False).encode()
+        for text in petitions(args.length)
+    ]
+    stats = Stats()
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as http:
+        if args.client == "raw":
+            url = httpx.URL(base_url)
+            senders: list[Any] = [
+                RawSender(url.host, url.port or 80) for _ in range(args.concurrency)
+            ]
+        else:
+            senders = [HttpxSender(http)] * args.concurrency
+        for i, body in enumerate(bodies[:64]):  # open connections, touch every code path once
+            await senders[i % len(senders)].post(body)
+        start = time.perf_counter()
+        warm_until = start + args.warmup
+        stop = warm_until + args.duration
+        interval = args.concurrency / args.rate if args.rate > 0 else 0.0
+        tasks = [
+            client_loop(
+                senders[i],
+                bodies,
+                stats,
+                start,
+                warm_until,
+                stop,
+                interval,
+                i * interval / args.concurrency,
+            )
+            for i in range(args.concurrency)
+        ]
+        await asyncio.gather(*tasks)
+        for sender in senders:
+            if isinstance(sender, RawSender):
+                sender.close()
+    measured = len(stats.latencies) + sum(stats.errors.values())
+    ms = [x * 1000 for x in stats.latencies]
+    corrected = [x * 1000 for x in stats.corrected]
+    return {
+        "requests": measured,
+        "errors": sum(stats.errors.values()),
+        "error_kinds": stats.errors,
+        "throughput_rps": measured / args.duration,
+        "latency_ms": {
+            "mean": statistics.fmean(ms) if ms else float("nan"),
+            "p50": percentile(ms, 50),
+            "p95": percentile(ms, 95),
+            "p99": percentile(ms, 99),
+            "max": max(ms, default=float("nan")),
+            "p99_corrected": percentile(corrected, 99),
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="measured seconds (60)")
+    parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first (5)")
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
+    parser.add_argument("--rate", type=float, default=300.0, help="offered req/s; 0 = closed loop")
+    parser.add_argument("--length", type=int, default=300, help="characters per petition (300)")
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--model", type=Path, help="model folder for the started server")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (1)")
+    parser.add_argument("--threads", type=int, help="TRIAGE_API_THREADS for the server")
+    parser.add_argument(
+        "--quiet-server", action="store_true", help="turn the server's request log off"
+    )
+    parser.add_argument(
+        "--client",
+        choices=["httpx", "raw"],
+        default="httpx",
+        help="httpx (default) or a minimal asyncio HTTP/1.1 client that uses less CPU",
+    )
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
+        proc = None
+        if args.url:
+            base_url = args.url.rstrip("/")
+        else:
+            proc, base_url = start_server(args, Path(tmp))
+        try:
+            model = httpx.get(f"{base_url}/v1/model", timeout=10).json().get("version")
+            server_cpu0 = _cpu_seconds(proc.pid) if proc else None
+            self0 = resource.getrusage(resource.RUSAGE_SELF)
+            wall0 = time.perf_counter()
+            result = asyncio.run(drive(args, base_url))
+            wall = time.perf_counter() - wall0
+            self1 = resource.getrusage(resource.RUSAGE_SELF)
+            server_cpu1 = _cpu_seconds(proc.pid) if proc else None
+        finally:
+            if proc is not None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    result.update(
+        {
+            "endpoint": "POST /v1/classify",
+            "model_version": model,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "client": args.client,
+            "offered_rate_rps": args.rate or None,
+            "text_length": args.length,
+            "server_workers": args.workers if not args.url else None,
+            "server_cpu_percent": (
+                100 * (server_cpu1 - server_cpu0) / wall
+                if server_cpu0 is not None and server_cpu1 is not None
+                else None
+            ),
+            "client_cpu_percent": 100
+            * ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
+            / wall,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        }
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        lat = result["latency_ms"]
+        print(
+            f"{result['requests']} requests in {args.duration:.0f} s, "
+            f"{result['concurrency']} clients, offered {args.rate or 'max'} req/s\n"
+            f"throughput {result['throughput_rps']:.1f} req/s, errors {result['errors']} "
+            f"{result['error_kinds'] or ''}\n"
+            f"latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  "
+            f"max {lat['max']:.1f}  (p99 from schedule {lat['p99_corrected']:.1f})\n"
+            f"cpu: server {result['server_cpu_percent'] or 0:.0f} %, "
+            f"load generator {result['client_cpu_percent']:.0f} %  (model {model})"
+        )
+    return 1 if result["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""Risk flags and priority (``triage.flags``)."""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+
+import pytest
+
+from triage.flags import Flag, count_people, detect_flags, parse_number, priority
+from triage.normalize import normalize
+from triage.routing import RoutingTable, load_table, parse_table
+
+DEFAULT_TEXT = resources.files("triage.data").joinpath("routing.yaml").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def table() -> RoutingTable:
+    return load_table()
+
+
+def flags_of(table: RoutingTable, text: str) -> dict[str, tuple[str, ...]]:
+    return {flag.id: flag.evidence for flag in detect_flags(normalize(text), table)}
+
+
+# --- numerals ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "value"),
+    [
+        ("5", 5),
+        ("30", 30),
+        ("1000", 1000),
+        ("五", 5),
+        ("十", 10),
+        ("十五", 15),
+        ("二十", 20),
+        ("三十五", 35),
+        ("一百零五", 105),
+        ("两千", 2000),
+        ("两千五百", 2500),
+        ("一万二千", 12000),
+        ("五十万", 500_000),
+        ("上百", 100),
+        ("近千", 1000),
+        ("数十", 20),  # 数/几 read as 2: a lower bound
+        ("几十", 20),
+        ("十几", 12),
+        ("三四十", 30),  # "thirty or forty": the smaller
+        ("〇", 0),
+    ],
+)
+def test_parse_number(token: str, value: int) -> None:
+    assert parse_number(token) == value
+
+
+@pytest.mark.parametrize("token", ["", "上", "人", "3十"])
+def test_parse_number_rejects_non_numbers(token: str) -> None:
+    assert parse_number(token) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("我们二十多户村民的地被占了", 20),
+        ("30余名职工被拖欠工资", 30),
+        ("上百名业主到售楼部维权", 100),
+        ("数十户居民受影响", 20),
+        ("我们5人多次反映", 5),
+        ("共计三十余人", 30),
+        ("小区1000多户业主", 1000),
+    ],
+)
+def test_count_people(table: RoutingTable, text: str, value: int) -> None:
+    counts = count_people(normalize(text), table.collective)
+    assert value in [number for number, _, _ in counts]
+
+
+@pytest.mark.parametrize(
+    "text", ["每户补偿5万元", "我家一家5口人", "排名第5名", "事故造成死亡3人", "我有两个孩子"]
+)
+def test_count_people_ignores_other_numbers(table: RoutingTable, text: str) -> None:
+    assert [n for n, _, _ in count_people(normalize(text), table.collective) if n >= 5] == []
+
+
+# --- collective -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "evidence"),
+    [
+        ("我们5人联名向领导反映征地补偿问题。", "联名"),
+        ("我们二十多户村民的承包地被占用。", None),
+        ("我们30余名职工被拖欠工资两年。", None),
+        ("上百名业主联名要求开发商交房。", "联名"),
+        ("全体村民坚决反对在村里建垃圾场。", "全体村民"),
+        ("业主们对物业收费意见很大。", "业主们"),
+        ("我们是幸福小区的业主,小区电梯经常坏。", None),
+        ("村民代表多次到镇政府反映情况。", "村民代表"),
+        ("数十户居民的房屋开裂,我们要求赔偿。", None),
+    ],
+)
+def test_collective(table: RoutingTable, text: str, evidence: str | None) -> None:
+    found = flags_of(table, text)
+    assert "collective" in found, text
+    if evidence:
+        assert evidence in found["collective"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "我和我老婆都六十多岁了,征地补偿款一直没到位。",
+        "我们两个老人没有住的地方,我们村的干部不管。",
+        "我家一家5口人挤在一间房里。",
+        "小区路灯坏了,请尽快修理。",
+    ],
+)
+def test_not_collective(table: RoutingTable, text: str) -> None:
+    assert "collective" not in flags_of(table, text)
+
+
+# --- escalation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "再不解决,我们就去北京上访。",
+        "已经越级上访多次。",
+        "我们准备到省里上访讨个说法。",
+        "尊敬的国家信访局领导:",
+        "我要向中央反映你们的问题。",
+        "过几天就进京。",
+        "村民们商量集体赴省上访。",
+    ],
+)
+def test_escalation(table: RoutingTable, text: str) -> None:
+    found = flags_of(table, text)
+    assert "escalation" in found, text
+    assert found["escalation"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "西地省人民政府领导:您好,我在省政府网站留言反映小区噪音问题。",  # sent to a 省 platform
+        "我到北京打工多年,今年回乡发现宅基地被占。",
+        "他们还要去省里打报告等批复。",
+        "镇里要做好工作,防止进京上访。",
+    ],
+)
+def test_not_escalation(table: RoutingTable, text: str) -> None:
+    assert "escalation" not in flags_of(table, text)
+
+
+# --- extreme ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("再不给钱我就从楼上跳下去,跳楼给你们看。", "跳楼"),
+        ("逼急了我就喝农药。", "喝农药"),
+        ("大不了跟他们同归于尽。", "同归于尽"),
+        ("我就跟他们拼命。", "跟他们拼命"),
+        ("他说敢告就几刀砍死你。", "砍死你"),
+        ("我们只能以死相逼了。", "以死相逼"),
+        ("真要逼我自杀吗?", "自杀"),
+        ("工人要到政府门口自焚。", "自焚"),
+    ],
+)
+def test_extreme(table: RoutingTable, text: str, word: str) -> None:
+    found = flags_of(table, text)
+    assert "extreme" in found, text
+    assert any(word in hit for hit in found["extreme"])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "学校要做好心理辅导,防止自杀。",
+        "一旦发生火灾,后果不堪设想。",
+        "工人们每天拼命干活,工资却拿不到。",
+        "他父亲前年自杀身亡,留下两个孩子。",
+    ],
+)
+def test_not_extreme(table: RoutingTable, text: str) -> None:
+    assert "extreme" not in flags_of(table, text)
+
+
+def test_flag_names_and_order(table: RoutingTable) -> None:
+    text = normalize("我们全体村民联名:再不解决就去北京上访,有人说要喝农药。")
+    flags = detect_flags(text, table)
+    assert [flag.id for flag in flags] == ["collective", "escalation", "extreme"]
+    assert [flag.name for flag in flags] == ["集体访", "越级/进京赴省", "过激言行"]
+    assert all(isinstance(flag.evidence, tuple) and flag.evidence for flag in flags)
+    assert detect_flags("", table) == []
+
+
+# --- priority ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag_ids", "level"),
+    [
+        (["extreme"], "urgent"),
+        (["collective", "extreme"], "urgent"),
+        (["collective"], "high"),
+        (["escalation"], "high"),
+        (["repeat"], "high"),
+        ([], "normal"),
+    ],
+)
+def test_priority(table: RoutingTable, flag_ids: list[str], level: str) -> None:
+    assert priority(flag_ids, table) == level
+    assert priority(iter(flag_ids), table) == level
+
+
+def test_priority_accepts_flags(table: RoutingTable) -> None:
+    assert priority([Flag("extreme", "过激言行", ("跳楼",))], table) == "urgent"
+
+
+def test_priority_rules_are_data() -> None:
+    text = DEFAULT_TEXT.replace(
+        "any_of: [collective, escalation, repeat]", "any_of: [collective, escalation]"
+    )
+    county = parse_table(text)
+    assert priority(["repeat"], county) == "normal"
+
+
+def test_min_people_is_data() -> None:
+    county = parse_table(DEFAULT_TEXT.replace("min_people: 5", "min_people: 50"))
+    text = normalize("我们30余名职工被拖欠工资。")
+    assert not [n for n, _, _ in count_people(text, county.collective, 50)]
+
+
+# --- speed ------------------------------------------------------------------------------------
+
+
+def test_rules_and_flags_are_fast(table: RoutingTable) -> None:
+    from triage.routing import decide
+
+    base = normalize(
+        "尊敬的领导:我们是某某县某某镇某某村的村民,2018年修路征收了我们组的土地,"
+        "补偿款至今没有发到村民手里,村干部说钱被挪用了。我们多次到镇政府反映,"
+        "镇里说要等县里批复。现在春耕在即,没有地种,家里老人孩子生活困难。"
+    )
+    text = (base * 3)[:300]
+    for _ in range(20):  # warm up
+        decide(table, text, "land_acquisition")
+        detect_flags(text, table)
+    runs = 200
+    start = time.process_time()  # CPU time: robust to other processes on a shared machine
+    for _ in range(runs):
+        decide(table, text, "land_acquisition")
+        detect_flags(text, table)
+    per_text = (time.process_time() - start) / runs
+    assert per_text < 0.001, f"{per_text * 1000:.3f} ms per 300-character text"

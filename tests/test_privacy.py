@@ -1,0 +1,24 @@
+"""Masking of personal numbers before storage and logging."""
+
+from __future__ import annotations
+
+from triage.privacy import mask_personal_data
+
+
+def test_masks_id_phone_card_landline() -> None:
+    text = "电话13912345678，身份证43010219900101123X，卡号6222021234567890123，座机0731-88889999"
+    out = mask_personal_data(text)
+    for secret in ("13912345678", "43010219900101123X", "6222021234567890123", "88889999"):
+        assert secret not in out
+    assert "139****5678" in out
+    assert "430102********123X" in out
+
+
+def test_keeps_dates_counts_and_hotlines() -> None:
+    text = "2019年12月1日，30余名村民拨打12336，补偿款20000元"
+    assert mask_personal_data(text) == text
+
+
+def test_phone_followed_by_date_is_not_a_card() -> None:
+    out = mask_personal_data("座机0731-88889999 2019年")
+    assert "2019年" in out

@@ -1,0 +1,280 @@
+"""Tests of the repeat-petition index (synthetic petitions written for these tests)."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from triage.normalize import normalize
+from triage.repeat import DEFAULT_THRESHOLD, RepeatIndex, canonical, shingle_hashes
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+
+# Invented petitions in the de-identified style of the real ones (A市, B2区 …).
+NOISE = (
+    "B2区青松路福安小区楼下的烧烤店每天营业到凌晨三点,油烟直接排到居民窗户里,噪音也很大,"
+    "老人和孩子晚上根本睡不着。我们向街道和城管反映过多次,每次来人看一眼就走了,"
+    "店主说他有营业执照谁也管不了。请有关部门依法查处,还居民一个安静的环境。"
+)
+WAGES = (
+    "A市宏达建筑公司拖欠我们三十二名农民工的工资共计486,000元,工程在2019年05月已经完工验收,"
+    "老板一直以甲方没有结算为由拒绝支付。我们多次到劳动监察大队投诉,至今没有结果,"
+    "快过年了大家都等着这笔钱回家,恳请政府帮我们讨回血汗钱。联系电话13812345678。"
+)
+SCHOOL = (
+    "C3县实验小学今年秋季招生划片不合理,我家住在学校围墙外两百米的翠湖花园,"
+    "却被划到五公里外的城北小学,孩子每天上学要坐四十分钟公交车。同一个小区对面一栋楼的"
+    "孩子却可以读实验小学,请教育局公开划片的依据并重新调整。"
+)
+ROAD = (
+    "D市D4区长青镇到白沙村的乡村公路去年修好后不到半年就到处开裂,有的地方已经塌陷成大坑,"
+    "下雨天摩托车经常摔倒。村民怀疑施工单位偷工减料,水泥标号不够,请交通局派人检测路面质量,"
+    "追究施工单位和监理的责任,尽快把路修好。"
+)
+PENSION = (
+    "我是E市纺织厂的退休职工,1988年参加工作,2018年退休,社保局核定的养老金比同厂同工龄的"
+    "同事每月少了六百多元。我去社保局查询,工作人员说我的档案里有三年视同缴费年限没有认定,"
+    "可是当年的招工表和工资条都在。请社保局重新核定我的缴费年限。"
+)
+# Same place and topic as NOISE, a different matter (a different shop and complaint).
+NOISE_OTHER = (
+    "B2区青松路福安小区门口新开的KTV每天晚上音响开得震天响,一直唱到凌晨,周围好几栋楼的"
+    "居民都受到影响。小区业主群里大家都在抱怨,希望环保部门来测一下噪声是否超标,"
+    "督促KTV做好隔音,晚上十点以后降低音量。"
+)
+
+PETITIONS = {
+    "noise": NOISE,
+    "wages": WAGES,
+    "school": SCHOOL,
+    "road": ROAD,
+    "pension": PENSION,
+    "noise_other": NOISE_OTHER,
+}
+
+
+def _index(**params: int | float) -> RepeatIndex:
+    index = RepeatIndex(**params)  # type: ignore[arg-type]
+    index.add_many((cid, normalize(text)) for cid, text in PETITIONS.items())
+    return index
+
+
+@lru_cache(maxsize=1)
+def _s2t_converter() -> Any:
+    import opencc
+
+    return opencc.OpenCC("s2t")
+
+
+def _s2t(text: str) -> str:
+    return str(_s2t_converter().convert(text))
+
+
+@pytest.fixture(scope="module")
+def index() -> RepeatIndex:
+    return _index()
+
+
+def _top(index: RepeatIndex, text: str) -> str | None:
+    hits = index.query(normalize(text))
+    return hits[0][0] if hits else None
+
+
+@pytest.mark.parametrize(
+    ("case_id", "rewrite"),
+    [
+        # A preamble, and the complaint written again with other punctuation and spacing.
+        ("noise", "我再次反映:" + NOISE.replace(",", " ").replace("。", "!!") + "至今没有解决!"),
+        # Sentences in another order and one of them dropped.
+        ("school", "".join(reversed(SCHOOL.split(",")[1:]))),
+        # Cut short, as when a web form truncates the text.
+        ("road", ROAD[: len(ROAD) * 2 // 3]),
+        # Numbers written differently and the phone number masked (as the store does).
+        (
+            "wages",
+            WAGES.replace("486,000", "486000")
+            .replace("2019年05月", "2019年5月")
+            .replace("13812345678", "138****5678"),
+        ),
+        # Full-width characters and a phrase inserted.
+        ("pension", PENSION.replace("1988", "１９８８").replace("。", ",情况属实,")),
+    ],
+    ids=["preamble-punctuation", "reordered-cut", "truncated", "numbers-masked", "fullwidth"],
+)
+def test_rephrased_duplicates_are_found(index: RepeatIndex, case_id: str, rewrite: str) -> None:
+    hits = index.query(normalize(rewrite))
+    assert hits, "no match"
+    assert hits[0][0] == case_id
+    assert hits[0][1] >= DEFAULT_THRESHOLD
+
+
+def test_traditional_characters_match_with_or_without_normalising(index: RepeatIndex) -> None:
+    traditional = _s2t(PENSION)
+    assert traditional != PENSION
+    assert _top(index, traditional) == "pension"
+    # The index is robust to text that skipped normalize() too.
+    assert index.query(traditional)[0][0] == "pension"
+
+
+def test_unrelated_and_same_topic_petitions_do_not_match(index: RepeatIndex) -> None:
+    new = (
+        "F市人民医院门诊楼的电梯经常坏,上周我陪母亲复查,电梯停了两个小时,"
+        "八十岁的老人只能爬到六楼。请卫健委督促医院尽快维修更换电梯。"
+    )
+    assert index.query(normalize(new)) == []
+    # The other complaint about the same compound is not a repeat of the first one.
+    assert "noise" not in dict(index.query(normalize(NOISE_OTHER), k=5))
+    assert index.similarity(NOISE, NOISE_OTHER) < DEFAULT_THRESHOLD
+
+
+def test_results_are_best_first_and_respect_k_and_threshold(index: RepeatIndex) -> None:
+    local = _index()
+    local.add("noise_again", normalize("我再次反映:" + NOISE))
+    local.add("noise_cut", normalize(NOISE[:60]))
+    hits = local.query(normalize(NOISE), k=5)
+    assert [c for c, _s in hits][:1] == ["noise"]
+    sims = [s for _c, s in hits]
+    assert sims == sorted(sims, reverse=True) and sims[0] == pytest.approx(1.0)
+    assert len(local.query(normalize(NOISE), k=1)) == 1
+    assert all(s >= 0.99 for _c, s in local.query(normalize(NOISE), threshold=0.99))
+
+
+def test_short_texts_only_match_identical_short_texts() -> None:
+    index = _index()
+    index.add("short", "物业不作为")
+    index.add("short2", "物业不作为!")
+    # A long petition containing the short text does not match it, and vice versa.
+    assert "short" not in dict(index.query(normalize("物业不作为," + NOISE)))
+    assert [c for c, _s in index.query("物业 不作为。")] == ["short", "short2"]
+    assert index.query("物业") == []
+    assert index.query("") == []
+    assert index.query("。,!") == []
+
+
+def test_remove_and_re_add() -> None:
+    index = _index()
+    assert len(index) == len(PETITIONS) and "road" in index
+    assert index.remove("road") is True
+    assert index.remove("road") is False
+    assert "road" not in index and len(index) == len(PETITIONS) - 1
+    assert _top(index, ROAD) is None
+    # Re-adding an id replaces its text.
+    index.add("wages", normalize(ROAD))
+    assert _top(index, ROAD) == "wages"
+    assert _top(index, WAGES) is None
+    assert len(index) == len(PETITIONS) - 1
+
+
+def test_many_single_adds_seal_and_merge_segments() -> None:
+    rng = np.random.default_rng(0)
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 2000)]
+    texts = {f"c{i}": "".join(rng.choice(chars, size=60)) for i in range(50)}
+    index = RepeatIndex(tail_size=4, merge_factor=2)
+    for cid, text in texts.items():
+        index.add(cid, text)
+    index.remove("c7")
+    assert len(index) == 49
+    assert index.stats()["segments"] < 10  # merged, not one segment per four adds
+    for cid, text in texts.items():
+        hits = index.query(text, k=1)
+        assert (hits[0][0] if hits else None) == (None if cid == "c7" else cid)
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    index = _index(threshold=0.4, probes=32)
+    index.add("short", "物业不作为")
+    index.remove("school")
+    path = tmp_path / "repeat.npz"
+    index.save(path)
+    loaded = RepeatIndex.load(path)
+    assert len(loaded) == len(index) and "school" not in loaded and "short" in loaded
+    assert (loaded.threshold, loaded.probes) == (0.4, 32)
+    for text in [*PETITIONS.values(), "物业不作为", "我再次反映:" + NOISE]:
+        assert loaded.query(normalize(text)) == index.query(normalize(text))
+    loaded.add("new", normalize(SCHOOL))
+    assert {c for c, _s in loaded.query(normalize(SCHOOL))} == {"new"}
+    assert RepeatIndex.load(path, threshold=0.9).threshold == 0.9
+
+
+def test_load_rejects_other_files(tmp_path: Path) -> None:
+    path = tmp_path / "other.npz"
+    np.savez(path, meta=np.frombuffer(b'{"version": 99}', np.uint8))
+    with pytest.raises(ValueError, match="repeat index"):
+        RepeatIndex.load(path)
+
+
+def test_concurrent_queries_and_adds() -> None:
+    index = RepeatIndex(tail_size=8, merge_factor=2)
+    index.add_many((cid, normalize(t)) for cid, t in PETITIONS.items())
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                assert _top(index, WAGES) == "wages"
+        except BaseException as exc:
+            errors.append(exc)
+
+    def writer(offset: int) -> None:
+        try:
+            for i in range(60):
+                index.add(f"w{offset}-{i}", normalize(f"第{offset}组第{i}件:" + ROAD[i % 20 :]))
+                if i % 3 == 0:
+                    index.remove(f"w{offset}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for th in readers + writers:
+        th.start()
+    for th in writers:
+        th.join()
+    stop.set()
+    for th in readers:
+        th.join()
+    assert not errors
+    assert len(index) == len(PETITIONS) + 2 * 40
+    assert all(c not in index for c in (f"w{n}-{i}" for n in range(2) for i in range(0, 60, 3)))
+
+
+def test_canonical_form() -> None:
+    assert canonical("A3区 北辰小区!!") == "a3区北辰小区"
+    assert canonical("2019年05月,共12,000元") == canonical("2019年5月 共12000元")
+    assert canonical("3棟") == canonical("三栋")
+    assert canonical("电话13812345678") == canonical("电话138****5678") == "电话"
+    assert canonical("") == ""
+    assert len(shingle_hashes(canonical("一二三四五"))) == 3
+    assert shingle_hashes("").size == 0
+
+
+@pytest.mark.shared
+def test_shared_data_edited_copies_are_found() -> None:
+    """Edited copies of real petitions are found among 3,000 others (needs ../shared)."""
+    if not (SHARED / "petitions13_train.csv").exists():
+        pytest.skip("../shared/data is not available")
+    import pandas as pd
+
+    df = pd.read_csv(SHARED / "petitions13_train.csv", usecols=["title", "text"]).sample(
+        3000, random_state=0
+    )
+    docs = [
+        normalize(f"{t}。{x}" if isinstance(t, str) else str(x))
+        for t, x in zip(df.title, df.text, strict=True)
+    ]
+    index = RepeatIndex()
+    index.add_many((f"c{i}", d) for i, d in enumerate(docs))
+    rng = np.random.default_rng(0)
+    found = 0
+    picks = rng.choice(len(docs), size=100, replace=False)
+    for i in picks:
+        edited = "我再次反映:" + docs[i][: max(30, len(docs[i]) * 3 // 4)].replace(",", " ")
+        found += f"c{i}" in {c for c, _s in index.query(normalize(_s2t(edited)))}
+    assert found >= 95

@@ -1,0 +1,146 @@
+"""The case store on a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from triage.errors import ConfigError, NotFoundError
+from triage.store import Store
+
+
+@dataclass(frozen=True)
+class Flag:
+    id: str
+    name: str
+
+
+def case(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "text": "征地补偿款没有发放，身份证430102199001011234，电话13912345678",
+        "title": "补偿款",
+        "label": "land_acquisition",
+        "confidence": 0.83,
+        "department": "自然资源局 征地管理科",
+        "route": "none",
+        "disposition": "受理",
+        "flags": [Flag("collective", "集体访"), "escalation"],
+        "priority": "high",
+        "received_at": date(2026, 11, 21),
+        "channel": "来信",
+        "region": "C2县",
+        "model_version": "v1",
+    }
+    return values | overrides
+
+
+def test_creates_folder_schema_and_masks(tmp_path: Path) -> None:
+    db = tmp_path / "new" / "dir" / "cases.sqlite3"
+    store = Store(f"sqlite:///{db}")
+    case_id = store.add_case(**case())
+    assert db.is_file()
+    record = store.get_case(case_id)
+    assert record is not None
+    assert "430102********1234" in record.text and "139****5678" in record.text
+    assert "13912345678" not in record.text
+    assert record.flags == ("collective", "escalation")
+    assert (record.received_at, record.channel, record.disposition) == (
+        date(2026, 11, 21), "来信", "受理"
+    )  # fmt: skip
+    assert record.created_at.tzinfo is not None
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    store.close()
+    # reopening keeps the data
+    assert Store(f"sqlite:///{db}").count_cases() == 1
+
+
+def test_mask_off_keeps_text(db_url: str) -> None:
+    store = Store(db_url, mask=False)
+    record = store.get_case(store.add_case(**case()))
+    assert record is not None and "13912345678" in record.text
+
+
+def test_add_cases_get_cases_iter_cases(db_url: str) -> None:
+    store = Store(db_url)
+    ids = store.add_cases([case(text=f"第{i}件") for i in range(5)])
+    assert len(set(ids)) == 5
+    assert store.add_case(**case(case_id="given-id")) == "given-id"
+    found = store.get_cases([ids[0], ids[3], "missing"])
+    assert set(found) == {ids[0], ids[3]}
+    assert [c.id for c in store.iter_cases(batch_size=2)][:5] == ids
+    assert store.get_case("missing") is None
+    assert store.get_cases([]) == {}
+
+
+def test_feedback_and_latest_correction_per_case(db_url: str) -> None:
+    store = Store(db_url)
+    a, b, c = (store.add_case(**case(text=t)) for t in ("甲", "乙", "丙"))
+    store.add_feedback(a, "mining", None, "key:1")
+    second = store.add_feedback(a, "land_illegal_use", "执法监察大队", "key:2")
+    store.add_feedback(b, "urban_housing")
+    assert second > 0
+    corrections = store.corrections()
+    assert [(x.case_id, x.label) for x in corrections] == [
+        (a, "land_illegal_use"),
+        (b, "urban_housing"),
+    ]
+    first = corrections[0]
+    assert (first.text, first.department, first.user, first.predicted_label) == (
+        "甲", "执法监察大队", "key:2", "land_acquisition"
+    )  # fmt: skip
+    assert c not in {x.case_id for x in corrections}
+    assert store.count_feedback() == 3
+
+
+def test_feedback_for_unknown_case(db_url: str) -> None:
+    store = Store(db_url)
+    with pytest.raises(NotFoundError, match="nope"):
+        store.add_feedback("nope", "mining")
+    assert store.count_feedback() == 0
+
+
+def test_concurrent_writers_do_not_fail(db_url: str) -> None:
+    stores = [Store(db_url), Store(db_url)]  # two engines = two processes' worth of pools
+    errors: list[BaseException] = []
+
+    def write(store: Store, n: int) -> None:
+        try:
+            for i in range(n):
+                store.add_feedback(store.add_case(**case(text=f"并发{i}")), "mining")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(stores[i % 2], 50)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert stores[0].count_cases() == 300 and stores[1].count_feedback() == 300
+
+
+def test_bad_url_is_config_error() -> None:
+    with pytest.raises(ConfigError):
+        Store("not a url")
+
+
+def test_in_memory_sqlite() -> None:
+    store = Store("sqlite://")
+    assert store.get_case(store.add_case(**case())) is not None
+    assert store.ping()
+
+
+def test_iter_cases_since(db_url: str) -> None:
+    store = Store(db_url)
+    first = store.add_case(**case(text="早"))
+    (record,) = store.iter_cases()
+    later = store.add_case(**case(text="晚"))
+    assert [c.id for c in store.iter_cases(since=record.created_at)] == [later]
+    assert [c.id for c in store.iter_cases()] == [first, later]

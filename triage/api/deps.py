@@ -1,0 +1,359 @@
+"""Service state and the typed dependencies the routes declare (``SettingsDep``, ``StoreDep``...).
+
+The state lives on ``app.state.service`` (one :class:`ServiceState` per app), so several apps
+with different settings can coexist in one process (tests do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import queue
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from triage.errors import InputError, ModelError, TriageError
+from triage.settings import Settings
+from triage.store import Store
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
+
+log = logging.getLogger("triage.api")
+
+
+class Pipeline(Protocol):
+    """What the API needs from :class:`triage.pipeline.Triage`."""
+
+    def classify(
+        self,
+        text: str,
+        title: str = "",
+        received_at: Any = None,
+        channel: str | None = None,
+        region: str | None = None,
+    ) -> Any: ...
+
+
+#: Builds a pipeline from the settings and the shared repeat index (None: detection off).
+PipelineFactory = Callable[[Settings, Any], Pipeline]
+
+
+class AuthError(TriageError):
+    """The request lacks a valid API key."""
+
+    status_code = 401
+
+
+class WritesDisabledError(TriageError):
+    """No API key is configured, so write endpoints are closed."""
+
+    status_code = 403
+
+
+class BatchTooLargeError(InputError):
+    """A batch has more items than the configured maximum."""
+
+    status_code = 413
+
+
+class IndexFollower:
+    """Keeps the repeat index in step with the store, from one background thread.
+
+    Every ``interval`` seconds it indexes the cases stored since its last look, by this
+    process or any other (several uvicorn workers, other servers on the same database), so
+    every worker finds every case. Requests never pay for index updates, which rebuild a
+    segment and cost milliseconds; a new case becomes findable within ``interval`` seconds
+    (a repeat petition comes days later, not milliseconds).
+    """
+
+    #: Look this far behind the newest case seen: a transaction that took its timestamp
+    #: earlier may commit after a later one was read. Cases already indexed are skipped.
+    MARGIN = timedelta(seconds=5)
+
+    def __init__(
+        self,
+        index: Any,
+        store: Store,
+        text_of: Callable[[str, str], str],
+        interval: float = 0.5,
+    ) -> None:
+        self.index = index
+        self.store = store
+        self.text_of = text_of  # (title, text) -> the text the index expects
+        self.interval = interval
+        self._since: datetime | None = None
+        self._sync_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="triage-index", daemon=True)
+
+    def sync(self) -> int:
+        """Index the cases stored since the last sync (all of them the first time)."""
+        with self._sync_lock:
+            since = self._since - self.MARGIN if self._since else None
+            newest, added = self._since, 0
+            batch: list[tuple[str, str]] = []
+            for case in self.store.iter_cases(since=since):
+                newest = max(newest, case.created_at) if newest else case.created_at
+                if case.id not in self.index:
+                    batch.append((case.id, self.text_of(case.title, case.text)))
+                if len(batch) >= 5_000:
+                    self.index.add_many(batch)
+                    added, batch = added + len(batch), []
+            if batch:
+                self.index.add_many(batch)
+                added += len(batch)
+            self._since = newest
+            return added
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sync()
+            except Exception:  # a database hiccup: the next round catches up
+                log.exception("repeat index update failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+
+@dataclass
+class _Job:
+    slot: ModelSlot
+    item: Any
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():  # the client went away and the request was cancelled
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class Batcher:
+    """Micro-batching of single-petition requests on a few worker threads.
+
+    A worker takes the oldest waiting request and every other one queued behind it (up to
+    ``max_batch``) and hands them to ``process(slot, items)`` together. It never waits for a
+    batch to fill: an idle service answers a lone request at once, a busy one classifies
+    what piled up during the previous batch in one vectorised model call and one database
+    transaction, which costs far less per petition than one call each. Requests keep the
+    model slot they started with, so a batch never mixes models across a reload.
+    """
+
+    def __init__(
+        self,
+        process: Callable[[ModelSlot, list[Any]], list[Any]],
+        threads: int = 1,
+        max_batch: int = 32,
+    ) -> None:
+        self.process = process
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"triage-batch-{i}", daemon=True)
+            for i in range(threads)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    async def submit(self, slot: ModelSlot, item: Any) -> Any:
+        """Queue one item and wait for its result (or its exception, raised here)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put(_Job(slot, item, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            stop = False
+            while len(jobs) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            self._handle(jobs)
+            if stop:
+                return
+
+    def _handle(self, jobs: list[_Job]) -> None:
+        groups: dict[int, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(id(job.slot), []).append(job)
+        for group in groups.values():
+            try:
+                results: list[Any] = self.process(group[0].slot, [j.item for j in group])
+            except Exception as exc:  # e.g. the database is gone: every request gets it
+                log.exception("batch of %d failed", len(group))
+                results = [exc] * len(group)
+            for job, result in zip(group, results, strict=True):
+                job.loop.call_soon_threadsafe(_resolve, job.future, result)
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the threads."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=30)
+
+
+class SummaryCache:
+    """A bounded LRU of stored cases' summaries (cases never change once stored)."""
+
+    def __init__(self, capacity: int = 20_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        with self._lock:
+            for key in keys:
+                value = self._items.get(key)
+                if value is not None:
+                    self._items.move_to_end(key)
+                    found[key] = value
+        return found
+
+    def put(self, key: str, value: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return value
+
+
+@dataclass
+class ModelSlot:
+    """The pipeline being served; replaced as a whole on reload (an atomic reference swap)."""
+
+    pipeline: Pipeline
+    version: str
+    info: dict[str, Any]
+    loaded_at: datetime
+
+
+@dataclass
+class ServiceState:
+    """Everything the routes share: settings, store, the current model, metrics."""
+
+    settings: Settings
+    metrics: Metrics
+    pipeline_factory: PipelineFactory
+    store: Store | None = None
+    table: Any = None  # triage.routing.RoutingTable, when available
+    repeat_index: Any = None  # triage.repeat.RepeatIndex (thread-safe), or None: off
+    indexer: IndexFollower | None = None
+    batcher: Batcher | None = None
+    case_cache: SummaryCache = field(default_factory=SummaryCache)
+    slot: ModelSlot | None = None
+    load_error: str | None = None
+    limiter: Any = None  # anyio.CapacityLimiter sized by settings.api_threads
+    reload_lock: Any = None  # asyncio.Lock: one reload at a time
+    known_labels: frozenset[str] = field(default_factory=frozenset)
+
+
+async def get_state(request: Request) -> ServiceState:
+    """The app's :class:`ServiceState`."""
+    return request.app.state.service
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_settings(state: StateDep) -> Settings:
+    """The app's settings (those given to ``create_app``, else the environment's)."""
+    return state.settings
+
+
+async def get_store(state: StateDep) -> Store:
+    """The case store (opened in the lifespan)."""
+    if state.store is None:  # pragma: no cover - only before start-up finished
+        raise ModelError("the service is starting; retry in a moment")
+    return state.store
+
+
+async def get_model(state: StateDep) -> ModelSlot:
+    """The model slot at the start of the request: a reload does not affect this request."""
+    slot = state.slot
+    if slot is None:
+        raise ModelError(
+            f"no model is loaded ({state.load_error or 'starting'}); train or install one, "
+            "then POST /v1/model/reload"
+        )
+    return slot
+
+
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Required by write endpoints."
+)
+
+
+def key_fingerprint(key: str) -> str:
+    """A stable, non-reversible id for an API key, safe to store and log."""
+    return "key:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12]
+
+
+async def require_api_key(
+    state: StateDep, key: Annotated[str | None, Security(_api_key_header)] = None
+) -> str:
+    """Check ``X-API-Key`` in constant time; return the key's fingerprint (never the key)."""
+    keys = state.settings.api_keys
+    if not keys:
+        raise WritesDisabledError(
+            "write endpoints are disabled: no API key is configured on the server "
+            "(set TRIAGE_API_KEYS, e.g. TRIAGE_API_KEYS='[\"a-long-random-key\"]')"
+        )
+    if not key:
+        raise AuthError("missing API key: send it in the X-API-Key header")
+    given = key.encode("utf-8")
+    matched = False
+    for candidate in keys:  # compare with every key so timing does not tell which matched
+        matched |= hmac.compare_digest(candidate.encode("utf-8"), given)
+    if not matched:
+        raise AuthError("invalid API key (X-API-Key)")
+    return key_fingerprint(key)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+ModelDep = Annotated[ModelSlot, Depends(get_model)]
+ApiKeyDep = Annotated[str, Depends(require_api_key)]
+
+
+async def get_pipeline(slot: ModelDep) -> Pipeline:
+    """The pipeline of the model slot this request uses."""
+    return slot.pipeline
+
+
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]

@@ -1,0 +1,231 @@
+"""The petition classifier: hashed word + char n-gram TF-IDF, a linear SVM, calibrated.
+
+Chosen by 5-fold cross-validation on the shared data (see ``scripts/eval_model.py`` and
+``data/README.md``). The SVM's decision values are turned into probabilities by temperature
+scaling fitted on out-of-fold decision values, so the top-3 candidates and the abstain
+threshold mean what they say while the predicted label stays the SVM's argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+from sklearn.utils.validation import check_is_fitted
+
+from triage.errors import InputError
+from triage.features import Analyzed, TextFeatures, prepare_text
+
+__all__ = ["PetitionClassifier", "Prediction", "fit_temperature", "softmax", "subset_analyzed"]
+
+AnalyzedDocs = tuple[Analyzed, Analyzed, int]
+
+
+def subset_analyzed(analyzed: AnalyzedDocs, index: np.ndarray) -> AnalyzedDocs:
+    """The analysed docs at positions ``index``, renumbered 0..len(index)-1."""
+    (wr, wh), (cr, ch), n = analyzed
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[index] = np.arange(len(index))
+    pw, pc = pos[wr], pos[cr]
+    mw, mc = pw >= 0, pc >= 0
+    return (pw[mw], wh[mw]), (pc[mc], ch[mc]), len(index)
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax, stable for large scores."""
+    z = scores - scores.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(scores: np.ndarray, y_idx: np.ndarray) -> float:
+    """Temperature minimising the log-loss of ``softmax(scores / T)`` on held-out scores.
+
+    One parameter, so the argmax (and therefore every cross-validated figure) is unchanged
+    by calibration; only the probabilities become honest.
+    """
+    from scipy.optimize import minimize_scalar
+
+    rows = np.arange(len(y_idx))
+
+    def nll(log_t: float) -> float:
+        p = softmax(scores / np.exp(log_t))
+        return float(-np.log(np.clip(p[rows, y_idx], 1e-12, None)).mean())
+
+    res = minimize_scalar(nll, bounds=(-5.0, 3.0), method="bounded")
+    return float(np.exp(res.x))
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One document's prediction: best label, its probability, top candidates, review flag."""
+
+    label: str
+    confidence: float
+    candidates: tuple[tuple[str, float], ...]
+    needs_review: bool
+
+
+class PetitionClassifier(ClassifierMixin, BaseEstimator):
+    """Classify petition texts into issue types with calibrated probabilities.
+
+    Parameters
+    ----------
+    C : SVM regularisation (larger fits the training data more closely).
+    class_weight : ``None`` or ``"balanced"`` (up-weights rare classes).
+    char_ngram_range, word_bigrams, min_df, char_weight : see :class:`TextFeatures`.
+    calibration_folds : folds for the out-of-fold decision values the calibrator learns from.
+    abstain_threshold : below this top probability a prediction is marked ``needs_review``.
+    max_chars : characters of each text read (the rest is ignored).
+
+    ``X`` is a sequence of raw texts (title and body joined by a newline); normalisation
+    and segmentation happen inside, so callers never pre-process.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        class_weight: str | None = None,
+        char_ngram_range: tuple[int, int] = (1, 3),
+        word_bigrams: bool = True,
+        min_df: int = 2,
+        char_weight: float = 1.0,
+        calibration_folds: int = 3,
+        abstain_threshold: float = 0.45,
+        max_chars: int = 4000,
+        random_state: int = 0,
+    ) -> None:
+        self.C = C
+        self.class_weight = class_weight
+        self.char_ngram_range = char_ngram_range
+        self.word_bigrams = word_bigrams
+        self.min_df = min_df
+        self.char_weight = char_weight
+        self.calibration_folds = calibration_folds
+        self.abstain_threshold = abstain_threshold
+        self.max_chars = max_chars
+        self.random_state = random_state
+
+    # -- helpers ------------------------------------------------------------------------
+    def _features(self) -> TextFeatures:
+        return TextFeatures(
+            char_ngram_range=tuple(self.char_ngram_range),
+            word_bigrams=self.word_bigrams,
+            min_df=self.min_df,
+            char_weight=self.char_weight,
+        )
+
+    def _svm(self) -> LinearSVC:
+        return LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
+
+    def analyze(self, X: Sequence[str]) -> AnalyzedDocs:
+        """Normalise and segment raw texts once (reusable across CV folds)."""
+        if isinstance(X, str):
+            raise InputError("expected a sequence of texts, got a single str; wrap it in a list")
+        docs = [prepare_text(x if isinstance(x, str) else "", max_chars=self.max_chars) for x in X]
+        return self.analyze_prepared(docs)
+
+    def analyze_prepared(self, docs: Sequence[str]) -> AnalyzedDocs:
+        """Segment texts already passed through :func:`~triage.features.prepare_text`."""
+        return self._features().analyze(docs)
+
+    # -- fitting ------------------------------------------------------------------------
+    def fit(self, X: Sequence[str], y: Sequence[str]) -> PetitionClassifier:
+        """Fit on raw texts ``X`` and labels ``y``."""
+        return self.fit_analyzed(self.analyze(X), y)
+
+    def fit_analyzed(
+        self,
+        analyzed: AnalyzedDocs,
+        y: Sequence[str],
+        oof_scores: np.ndarray | None = None,
+        calibrate: bool = True,
+    ) -> PetitionClassifier:
+        """Fit on the output of :meth:`analyze`.
+
+        ``oof_scores`` (out-of-fold decision values, e.g. from an outer cross-validation)
+        spare the inner folds the calibrator otherwise needs; ``calibrate=False`` skips
+        calibration altogether (cross-validation folds only need the argmax).
+        """
+        y = np.asarray(y, dtype=object)
+        if len(y) != analyzed[2]:
+            raise InputError(f"X has {analyzed[2]} texts but y has {len(y)} labels")
+        classes = np.array(sorted(set(y.tolist())), dtype=object)
+        if len(classes) < 2:
+            raise InputError(f"need at least 2 distinct labels to train, got {classes.tolist()}")
+        self.features_ = self._features().fit_analyzed(analyzed)
+        X = self.features_.transform_analyzed(analyzed)
+        self.classes_ = classes
+        svm = self._svm().fit(X, y)
+        # Store the linear head as float32 arrays: half the size, same decisions.
+        self.coef_ = svm.coef_.astype(np.float32)
+        self.intercept_ = svm.intercept_.astype(np.float32)
+        if len(classes) == 2:  # LinearSVC stores one row for two classes
+            self.coef_ = np.vstack([-self.coef_, self.coef_])
+            self.intercept_ = np.concatenate([-self.intercept_, self.intercept_])
+        self.temperature_ = 1.0
+        if calibrate:
+            if oof_scores is None:
+                oof_scores = self._out_of_fold_scores(X, y)
+            self.temperature_ = fit_temperature(oof_scores, np.searchsorted(classes, y))
+        self.n_features_in_ = 1
+        return self
+
+    def _out_of_fold_scores(self, X, y: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+        """Decision values of every training row from a model that did not see it."""
+        counts = {c: int((y == c).sum()) for c in self.classes_}
+        folds = max(2, min(self.calibration_folds, max(counts.values())))
+        cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        # Classes rarer than the fold count still land in some training folds; a fold that
+        # lacks a class scores it very low, which is what a model that never saw it would do.
+        oof = np.full((len(y), len(self.classes_)), -3.0)
+        strat = np.where([counts[c] >= folds for c in y], y, "__rare__")
+        for train, test in cv.split(np.zeros(len(y)), strat):
+            fold_classes = np.unique(y[train])
+            if len(fold_classes) < 2:
+                continue
+            svm = clone(self._svm()).fit(X[train], y[train])
+            scores = svm.decision_function(X[test])
+            if scores.ndim == 1:
+                scores = np.column_stack([-scores, scores])
+            cols = np.searchsorted(self.classes_, fold_classes)
+            oof[np.ix_(test, cols)] = scores
+        return oof
+
+    # -- prediction ---------------------------------------------------------------------
+    def decision_function_analyzed(self, analyzed: AnalyzedDocs) -> np.ndarray:
+        """Raw SVM scores, one column per class."""
+        check_is_fitted(self, "coef_")
+        X = self.features_.transform_analyzed(analyzed)
+        return np.asarray(X @ self.coef_.T) + self.intercept_
+
+    def predict_proba_analyzed(self, analyzed: AnalyzedDocs) -> np.ndarray:
+        """Calibrated probabilities of analysed docs, columns in ``classes_`` order."""
+        return softmax(self.decision_function_analyzed(analyzed) / self.temperature_)
+
+    def decision_function(self, X: Sequence[str]) -> np.ndarray:
+        """Raw SVM scores of raw texts."""
+        return self.decision_function_analyzed(self.analyze(X))
+
+    def predict_proba(self, X: Sequence[str]) -> np.ndarray:
+        """Calibrated class probabilities of raw texts."""
+        return self.predict_proba_analyzed(self.analyze(X))
+
+    def predict(self, X: Sequence[str]) -> np.ndarray:
+        """Most probable label of each raw text."""
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    def explain(self, proba: np.ndarray, k: int = 3) -> list[Prediction]:
+        """Top-``k`` candidates and the review flag for each row of ``proba``."""
+        order = np.argsort(-proba, axis=1)[:, :k]
+        out = []
+        for row, idx in zip(proba, order):
+            cands = tuple((str(self.classes_[i]), float(row[i])) for i in idx)
+            out.append(
+                Prediction(cands[0][0], cands[0][1], cands, cands[0][1] < self.abstain_threshold)
+            )
+        return out

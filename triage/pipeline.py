@@ -1,0 +1,227 @@
+"""The whole triage of a petition: model → routing → flags → deadlines → similar cases.
+
+:class:`Triage` holds the loaded model, the routing table and (optionally) the repeat index,
+and is what the CLI, the bulk runner and the API call. It is safe to share between threads:
+classification reads only immutable state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from triage.deadlines import Deadlines, compute_deadlines
+from triage.errors import InputError, TextTooLongError, TriageError
+from triage.features import prepare_text
+from triage.flags import Flag, detect_flags, priority
+from triage.registry import LoadedModel, load_model
+from triage.repeat import RepeatIndex
+from triage.routing import RoutingTable, decide, load_table
+
+__all__ = ["Candidate", "PetitionInput", "SimilarCase", "Triage", "TriageResult", "check_text"]
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+@dataclass(frozen=True)
+class PetitionInput:
+    """One petition to classify."""
+
+    text: str
+    title: str = ""
+    received_at: date | None = None
+    channel: str | None = None
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An issue type the model considers, with its calibrated probability."""
+
+    label: str
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class SimilarCase:
+    """An earlier case that looks like the same matter."""
+
+    case_id: str
+    similarity: float
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    """Everything triage says about one petition (see ``docs/architecture.md``)."""
+
+    label: str
+    label_name: str
+    confidence: float
+    candidates: tuple[Candidate, ...]
+    needs_review: bool
+    department: str
+    route: str
+    disposition: str
+    reason: str
+    flags: tuple[Flag, ...]
+    priority: str
+    deadlines: Deadlines
+    similar_cases: tuple[SimilarCase, ...] = field(default_factory=tuple)
+    model_version: str = ""
+
+    @property
+    def flag_ids(self) -> list[str]:
+        """Ids of the raised flags, in order."""
+        return [f.id for f in self.flags]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (dates as ISO strings)."""
+        out = asdict(self)
+        out["candidates"] = [asdict(c) for c in self.candidates]
+        out["flags"] = [
+            {"id": f.id, "name": f.name, "evidence": list(f.evidence)} for f in self.flags
+        ]
+        out["deadlines"] = {
+            k: (v.isoformat() if isinstance(v, date) else v)
+            for k, v in asdict(self.deadlines).items()
+        }
+        out["similar_cases"] = [asdict(s) for s in self.similar_cases]
+        return out
+
+
+def check_text(text: object, title: object = "", max_length: int | None = None) -> None:
+    """Raise :class:`InputError` when a petition cannot be classified, saying why."""
+    if text is None or (isinstance(text, float) and text != text):  # None or NaN from pandas
+        raise InputError("text is empty")
+    if not isinstance(text, str):
+        raise InputError(f"text must be a string, got {type(text).__name__}")
+    if not text.strip() and not (isinstance(title, str) and title.strip()):
+        raise InputError("text is empty")
+    if max_length is not None and len(text) > max_length:
+        raise TextTooLongError(
+            f"text has {len(text):,} characters, more than the {max_length:,} allowed; "
+            "split it or raise the limit (TRIAGE_MAX_TEXT_LENGTH)"
+        )
+    sample = f"{title if isinstance(title, str) else ''}{text[:5000]}"
+    if not _CJK.search(sample):
+        raise InputError("text contains no Chinese characters; triage reads Chinese petitions")
+
+
+class Triage:
+    """A loaded model plus routing table (plus repeat index): the classify entry point."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        table: RoutingTable,
+        repeat_index: RepeatIndex | None = None,
+        max_similar: int = 5,
+    ) -> None:
+        table.check_labels(str(c) for c in model.estimator.classes_)
+        self.model = model
+        self.table = table
+        self.repeat_index = repeat_index
+        self.max_similar = max_similar
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        routing: str | Path | None = None,
+        repeat_index: RepeatIndex | None = None,
+        models_dir: str | Path | None = None,
+        max_similar: int = 5,
+    ) -> Triage:
+        """Load the model (default: the registry's current) and routing table (default: packaged)."""
+        return cls(load_model(model, models_dir), load_table(routing), repeat_index, max_similar)
+
+    @property
+    def version(self) -> str:
+        """Version of the loaded model."""
+        return self.model.version
+
+    @property
+    def labels(self) -> list[str]:
+        """Issue type ids the model can predict."""
+        return [str(c) for c in self.model.estimator.classes_]
+
+    def classify(
+        self,
+        text: str,
+        title: str = "",
+        received_at: date | None = None,
+        channel: str | None = None,
+        region: str | None = None,
+        max_length: int | None = None,
+    ) -> TriageResult:
+        """Triage one petition; raises :class:`InputError` for text that cannot be read."""
+        item = PetitionInput(text, title or "", received_at, channel, region)
+        result = self.classify_many([item], max_length=max_length)[0]
+        if isinstance(result, TriageError):
+            raise result
+        return result
+
+    def classify_many(
+        self,
+        items: Sequence[PetitionInput | str],
+        max_length: int | None = None,
+        find_similar: bool = True,
+    ) -> list[TriageResult | TriageError]:
+        """Triage many petitions in one vectorised model call.
+
+        Returns one entry per item, in order: a :class:`TriageResult`, or the
+        :class:`TriageError` that says why that item could not be classified.
+        """
+        petitions = [PetitionInput(i) if isinstance(i, str) else i for i in items]
+        out: list[TriageResult | TriageError | None] = [None] * len(petitions)
+        ok_idx, docs = [], []
+        est = self.model.estimator
+        for i, p in enumerate(petitions):
+            try:
+                check_text(p.text, p.title, max_length)
+            except TriageError as exc:
+                out[i] = exc
+                continue
+            ok_idx.append(i)
+            docs.append(prepare_text(p.text, p.title or "", max_chars=est.max_chars))
+        if docs:
+            proba = est.predict_proba_analyzed(est.analyze_prepared(docs))
+            for i, doc, pred in zip(ok_idx, docs, est.explain(proba), strict=True):
+                out[i] = self._finish(petitions[i], doc, pred, find_similar)
+        return out  # type: ignore[return-value]
+
+    def _finish(self, p: PetitionInput, doc: str, pred: Any, find_similar: bool) -> TriageResult:
+        table = self.table
+        names = table.issue_types
+        decision = decide(table, doc, None if pred.needs_review else pred.label, pred.confidence)
+        flags = list(detect_flags(doc, table))
+        similar: tuple[SimilarCase, ...] = ()
+        if find_similar and self.repeat_index is not None and self.max_similar:
+            hits = self.repeat_index.query(doc, k=self.max_similar)
+            similar = tuple(SimilarCase(cid, round(float(s), 4)) for cid, s in hits)
+            if similar:
+                repeat_name = table.flags["repeat"].name if "repeat" in table.flags else "重复信访"
+                flags.append(Flag("repeat", repeat_name, tuple(s.case_id for s in similar[:3])))
+        return TriageResult(
+            label=pred.label,
+            label_name=names[pred.label].name,
+            confidence=round(pred.confidence, 4),
+            candidates=tuple(
+                Candidate(lbl, names[lbl].name, round(prob, 4)) for lbl, prob in pred.candidates
+            ),
+            needs_review=pred.needs_review,
+            department=decision.department,
+            route=decision.route,
+            disposition=decision.disposition,
+            reason=decision.reason,
+            flags=tuple(flags),
+            priority=priority(flags, table),
+            deadlines=compute_deadlines(p.received_at or date.today(), table),
+            similar_cases=similar,
+            model_version=self.version,
+        )

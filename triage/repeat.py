@@ -1,0 +1,678 @@
+"""Repeat-petition detection: near-duplicate search of a new petition against earlier cases.
+
+Method (see ``docs/repeat.md`` for the measurements behind each choice):
+
+1. **Canonical form.** NFKC, traditional → simplified, lower case, thousands separators and
+   leading zeros removed, Chinese digits 〇–九 read as 0–9, personal numbers (7+ digits or
+   ``*`` masks, which the store masks and a new petition may not) dropped, then every
+   character that is not a letter or digit removed. Punctuation, spacing and number
+   formatting therefore cannot make two copies of a petition differ.
+2. **Shingles.** Character 3-grams of the canonical form, hashed to 32 bits with numpy in one
+   vectorised pass (no Python loop over shingles).
+3. **Candidates.** An inverted index (shingle → cases) in immutable numpy segments. A query
+   probes only its rarest shingles (lowest document frequency): a near-duplicate shares most
+   of them, while common shingles (“反映”, “小区”) would only make the posting lists long.
+   Cases are ranked by how many probes they hit.
+4. **Verification.** The best candidates are scored exactly from a forward index (case →
+   sorted shingles) with :func:`similarity_from_counts`; those at or above ``threshold``
+   are returned, best first.
+
+Texts shorter than ``min_chars`` canonical characters match only an identical short text: a
+ten-character complaint is contained in thousands of longer petitions.
+
+New cases go to a small tail segment that is rebuilt on each ``add``; full tails are sealed
+and merged log-structured (like Lucene segments), so queries touch O(log n) segments.
+Queries search an immutable snapshot without the lock; mutations hold it. ``save``/``load``
+write and read the segments as they are (one uncompressed ``.npz``), so loading is a read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from triage.normalize import to_simplified
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "RepeatIndex",
+    "canonical",
+    "canonical_many",
+    "shingle_hashes",
+    "similarity_from_counts",
+]
+
+#: Similarity at or above which two petitions are reported as the same matter (see
+#: docs/repeat.md for the threshold sweep that chose it).
+DEFAULT_THRESHOLD = 0.5
+NGRAM = 3
+_FORMAT_VERSION = 1
+
+_MUL = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_EMPTY_U32 = np.zeros(0, dtype=np.uint32)
+_NEWLINE, _STAR, _COMMA, _ZERO, _NINE = 10, 42, 44, 48, 57
+#: Runs of this many digits / mask stars are personal numbers (phone, ID card, bank card).
+_PERSONAL_DIGITS = 7
+
+
+_ASTRAL = 0x10000  # tables cover the BMP; index 0x10000 stands for every code point above
+
+
+@lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lookup tables over the BMP (plus one slot for the rest), built on first use.
+
+    ``keep``: letters and digits (astral code points are mostly CJK extensions: kept);
+    ``mapping``: Chinese digits to ASCII digits; ``traditional``: characters that OpenCC
+    ``t2s`` changes, so that only texts containing one are converted.
+    """
+    keep = np.fromiter((chr(c).isalnum() for c in range(_ASTRAL)), dtype=bool, count=_ASTRAL)
+    keep = np.append(keep, True)
+    mapping = np.arange(_ASTRAL + 1, dtype=np.uint32)
+    for cn, digit in zip("〇零一二三四五六七八九两", "001234567892", strict=True):
+        mapping[ord(cn)] = ord(digit)  # 3栋 and 三栋 are the same building
+    cjk = [chr(c) for c in range(0x3400, 0xA000)] + [chr(c) for c in range(0xF900, 0xFB00)]
+    converted = to_simplified("\n".join(cjk)).split("\n")
+    traditional = np.zeros(_ASTRAL + 1, dtype=bool)
+    if len(converted) == len(cjk):
+        for a, b in zip(cjk, converted, strict=True):
+            traditional[ord(a)] = a != b
+    else:  # cannot tell: convert every text
+        traditional[0x3400:] = True
+    return keep, mapping, traditional
+
+
+def _runs(positions: np.ndarray) -> np.ndarray:
+    """Run id of each sorted position (consecutive positions share a run)."""
+    return np.cumsum(np.concatenate(([True], np.diff(positions) != 1))) - 1
+
+
+def _number_formatting(cp: np.ndarray) -> np.ndarray:
+    """Positions to drop: thousands separators, personal numbers and leading zeros.
+
+    Phone, ID-card and bank numbers (7+ digits or ``*`` masks) are masked in the store
+    (139****5678) but maybe not in a new petition, so they are dropped from both sides rather
+    than compared. Works on the sparse digit positions only: digits are a few % of the text.
+    """
+    digit_pos = np.flatnonzero((cp >= _ZERO) & (cp <= _NINE))
+    star_pos = np.flatnonzero(cp == _STAR)
+    if not len(digit_pos) and not len(star_pos):
+        return np.zeros(0, dtype=np.int64)
+    is_digit = np.zeros(len(cp) + 5, dtype=bool)
+    is_digit[digit_pos + 1] = True  # shifted by one: is_digit[i + 1] is cp[i]
+    comma = np.flatnonzero(cp == _COMMA) + 1
+    comma = (
+        comma[
+            is_digit[comma - 1]
+            & is_digit[comma + 1]
+            & is_digit[comma + 2]
+            & is_digit[comma + 3]
+            & ~is_digit[comma + 4]
+        ]
+        - 1
+    )  # 12,000: a comma between a digit and exactly three digits
+    # Digit/star runs (a separator comma joins its two halves): personal numbers.
+    pos = np.sort(np.concatenate((digit_pos, star_pos, comma)))  # disjoint sets
+    rid = _runs(pos)
+    counted = np.bincount(rid, weights=cp[pos] != _COMMA)
+    dropped = (counted[rid] >= _PERSONAL_DIGITS) | (cp[pos] == _STAR) | (cp[pos] == _COMMA)
+    drop = pos[dropped]
+    # 05月 -> 5月: zeros opening a digit run (in the text without the dropped characters).
+    digits = pos[~dropped]
+    if len(digits):
+        compact = digits - np.searchsorted(drop, digits)
+        rid = _runs(compact)
+        zero = cp[digits] == _ZERO
+        nonzero_seen = np.cumsum(~zero)
+        run_start = np.concatenate(([True], rid[1:] != rid[:-1]))
+        before = (nonzero_seen - ~zero)[run_start]  # non-zero digits before each run
+        has_next = np.concatenate((rid[1:] == rid[:-1], [False]))
+        lead = zero & (nonzero_seen == before[rid]) & has_next
+        drop = np.concatenate((drop, digits[lead]))
+    return drop
+
+
+def _chunks(texts: Sequence[str], chars: int = 1 << 19) -> list[Sequence[str]]:
+    """Consecutive slices of about ``chars`` characters: numpy temporaries stay in cache."""
+    if len(texts) < 2:
+        return [texts]
+    ends = np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))
+    cuts = np.unique(np.searchsorted(ends, np.arange(chars, ends[-1], chars), side="right"))
+    bounds = [0, *cuts.tolist(), len(texts)]
+    return [texts[i:j] for i, j in itertools.pairwise(bounds) if j > i]
+
+
+def canonical_many(texts: Sequence[str]) -> list[str]:
+    """Canonical forms of many texts, computed on joined arrays (no per-character Python)."""
+    texts = list(texts)
+    return [c for chunk in _chunks(texts) for c in _canonical_chunk(chunk)]
+
+
+def _canonical_chunk(texts: Sequence[str]) -> list[str]:
+    if not texts:
+        return []
+    keep_table, digit_map, traditional = _tables()
+    # Whitespace is dropped anyway, so a newline can separate the texts throughout.
+    parts = [t.replace("\n", " ") if t else "" for t in texts]
+    joined = "\n".join(parts)
+    if not unicodedata.is_normalized("NFKC", joined):
+        joined = "\n".join(unicodedata.normalize("NFKC", t) for t in parts)
+    joined = joined.lower()
+    cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    trad = np.flatnonzero(traditional[np.minimum(cp, _ASTRAL)])
+    if len(trad):  # convert only the texts that need it: OpenCC is the slow part
+        breaks = np.flatnonzero(cp == _NEWLINE)
+        parts = joined.split("\n")
+        for i in np.unique(np.searchsorted(breaks, trad)).tolist():
+            parts[i] = to_simplified(parts[i])
+        joined = "\n".join(parts)
+        cp = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+    bmp = np.minimum(cp, _ASTRAL)
+    keep = keep_table[bmp]
+    keep[_number_formatting(cp)] = False
+    breaks = np.flatnonzero(cp == _NEWLINE)
+    kept = cp[keep]
+    kept = np.where(kept < _ASTRAL, digit_map[bmp[keep]], kept)
+    # Kept characters per text, from the positions of the separating newlines.
+    cum = np.concatenate(([0], np.cumsum(keep)))
+    begins = cum[np.concatenate(([0], breaks + 1))]
+    ends = cum[np.concatenate((breaks, [len(cp)]))]
+    flat = kept.tobytes().decode("utf-32-le")
+    return [flat[a:b] for a, b in zip(begins.tolist(), ends.tolist(), strict=True)]
+
+
+def canonical(text: str) -> str:
+    """Return the comparison form of ``text``: letters and digits only, formatting removed."""
+    return canonical_many([text])[0] if text else ""
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser: spreads the polynomial hash over all 64 bits."""
+    h = h ^ (h >> np.uint64(30))
+    h = h * _MIX1
+    h = h ^ (h >> np.uint64(27))
+    h = h * _MIX2
+    return h ^ (h >> np.uint64(31))
+
+
+def _ngram_hashes(codepoints: np.ndarray, n: int = NGRAM) -> np.ndarray:
+    """32-bit hashes (uint32) of every n-gram of a code point array, in text order."""
+    m = len(codepoints) - n + 1
+    if m <= 0:
+        return _EMPTY_U32
+    cp = codepoints.astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.full(m, n, dtype=np.uint64)
+        for j in range(n):
+            h = (h ^ cp[j : j + m]) * _MUL
+        return (_mix(h) >> np.uint64(32)).astype(np.uint32)
+
+
+def _codepoints(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+
+
+# (high, low) uint32 halves of uint64 keys, so that sort keys are built and taken apart by
+# copying halves instead of shifting and casting whole arrays.
+_HI, _LO = (1, 0) if np.little_endian else (0, 1)
+
+
+def _pack(high: np.ndarray, low: np.ndarray) -> np.ndarray:
+    keys = np.empty(len(high), dtype=np.uint64)
+    halves = keys.view(np.uint32)
+    halves[_HI::2] = high
+    halves[_LO::2] = low
+    return keys
+
+
+def _halves(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    halves = keys.view(np.uint32)
+    return halves[_HI::2], halves[_LO::2]
+
+
+def _dedupe_sorted(a: np.ndarray) -> np.ndarray:
+    """Drop repeats from a sorted array."""
+    if len(a) < 2:
+        return a
+    return a[np.concatenate(([True], a[1:] != a[:-1]))]
+
+
+def shingle_hashes(canonical_text: str, n: int = NGRAM) -> np.ndarray:
+    """Sorted unique 32-bit hashes (uint32) of the character n-grams of a canonical text."""
+    if not canonical_text:
+        return _EMPTY_U32
+    # np.unique is avoided throughout: numpy 2's hash-based path is slow on these arrays.
+    return _dedupe_sorted(np.sort(_ngram_hashes(_codepoints(canonical_text), n)))
+
+
+def _batch_hashes(texts: Sequence[str], n: int = NGRAM) -> tuple[np.ndarray, np.ndarray]:
+    """Hash the n-grams of many canonical texts at once: ``(hashes, text_index)``, uint32.
+
+    The texts are concatenated and hashed in one pass; n-grams that straddle two texts are
+    dropped. Duplicates within a text are kept (callers deduplicate when they need to).
+    """
+    chunks = _chunks(texts)
+    if len(chunks) > 1:
+        parts = [_batch_hashes(c, n) for c in chunks]
+        offsets = np.cumsum([0] + [len(c) for c in chunks[:-1]]).astype(np.uint32)
+        return (
+            np.concatenate([h for h, _o in parts]),
+            np.concatenate([o + off for (_h, o), off in zip(parts, offsets, strict=True)]),
+        )
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    hashes = _ngram_hashes(_codepoints("".join(texts)), n)
+    if not len(hashes):
+        return hashes, np.zeros(0, dtype=np.uint32)
+    # The n-grams starting in the last n-1 characters of a text straddle into the next one.
+    valid = np.ones(len(hashes), dtype=bool)
+    ends = np.cumsum(lengths)
+    for k in range(1, n):
+        cross = ends - k
+        valid[cross[(cross >= 0) & (cross < len(hashes))]] = False
+    owner = np.repeat(np.arange(len(texts), dtype=np.uint32), np.maximum(lengths - n + 1, 0))
+    return hashes[valid], owner
+
+
+def similarity_from_counts(
+    inter: np.ndarray, size_a: np.ndarray, size_b: np.ndarray, power: float = 0.5
+) -> np.ndarray:
+    """Similarity of two shingle sets from ``|A ∩ B|``, ``|A|`` and ``|B|``.
+
+    ``|A ∩ B| / (min^(1-power) · max^power)``; the default ``power`` = 0.5 is the cosine of
+    the sets' indicator vectors. Unlike Jaccard it forgives a repeat that adds a preamble or
+    was cut short (0.71 for a copy cut in half); unlike plain containment (``power`` = 0) a
+    one-line complaint does not match every long petition that quotes it (a text fully
+    contained in one four times its size scores 0.5).
+    """
+    inter = np.asarray(inter, dtype=np.float64)
+    small = np.minimum(size_a, size_b).astype(np.float64)
+    large = np.maximum(size_a, size_b).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sim = inter / (small ** (1 - power) * large**power)
+    return np.nan_to_num(np.minimum(sim, 1.0))
+
+
+def _gather(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the slices ``ptr[r]:ptr[r+1]`` of ``rows`` and their lengths."""
+    lengths = ptr[rows + 1] - ptr[rows]
+    starts = np.repeat(ptr[rows] - (np.cumsum(lengths) - lengths), lengths)
+    return starts + np.arange(int(lengths.sum())), lengths
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity when merging
+class _Segment:
+    """Immutable index over some cases: a forward index (case → shingles) for exact
+    verification and an inverted index (shingle → cases) for candidate search."""
+
+    gids: np.ndarray  # int64 (n,): local case -> global id
+    fwd_ptr: np.ndarray  # int64 (n+1,): shingles of local case i are fwd[fwd_ptr[i]:fwd_ptr[i+1]]
+    fwd: np.ndarray  # uint32: sorted unique shingle hashes per case
+    terms: np.ndarray  # uint32 (V,): sorted unique shingle hashes of the segment
+    ptr: np.ndarray  # int64 (V+1,): cases with terms[t] are docs[ptr[t]:ptr[t+1]]
+    docs: np.ndarray  # int32: local case ids, ascending within a term
+
+    FIELDS = ("gids", "fwd_ptr", "fwd", "terms", "ptr", "docs")
+
+    @classmethod
+    def from_hashes(cls, gids: np.ndarray, hashes: np.ndarray, owner: np.ndarray) -> _Segment:
+        """Build from ``(hash, local case)`` pairs (duplicates allowed, owner ascending)."""
+        keys = _pack(owner, hashes)
+        keys.sort()
+        keys = _dedupe_sorted(keys)
+        case_of, fwd = _halves(keys)
+        counts = np.bincount(case_of, minlength=len(gids))
+        return cls.from_forward(gids, np.concatenate(([0], np.cumsum(counts))), fwd.copy())
+
+    @classmethod
+    def from_forward(cls, gids: np.ndarray, fwd_ptr: np.ndarray, fwd: np.ndarray) -> _Segment:
+        """Build the inverted index from the forward one (one sort of all postings)."""
+        owner = np.repeat(np.arange(len(gids), dtype=np.uint32), np.diff(fwd_ptr))
+        keys = _pack(fwd, owner)
+        keys.sort()
+        term_of, docs = _halves(keys)
+        first = np.flatnonzero(np.concatenate(([True], term_of[1:] != term_of[:-1])))
+        return cls(
+            gids=np.asarray(gids, dtype=np.int64),
+            fwd_ptr=np.asarray(fwd_ptr, dtype=np.int64),
+            fwd=np.ascontiguousarray(fwd, dtype=np.uint32),
+            terms=term_of[first],
+            ptr=np.append(first, len(term_of)).astype(np.int64),
+            docs=docs.astype(np.int32),
+        )
+
+    @classmethod
+    def merge(cls, segments: Sequence[_Segment], alive: np.ndarray) -> _Segment:
+        """One segment with the live cases of ``segments`` (no re-hashing)."""
+        gids, lengths, parts = [], [], []
+        for seg in segments:
+            rows = np.flatnonzero(alive[seg.gids])
+            idx, lens = _gather(seg.fwd_ptr, rows)
+            gids.append(seg.gids[rows])
+            lengths.append(lens)
+            parts.append(seg.fwd[idx])
+        lens = np.concatenate(lengths)
+        return cls.from_forward(
+            np.concatenate(gids), np.concatenate(([0], np.cumsum(lens))), np.concatenate(parts)
+        )
+
+    def __len__(self) -> int:
+        return len(self.gids)
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.FIELDS)
+
+    def search(
+        self, query: np.ndarray, probes: int, limit: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Verify the ``limit`` cases hitting most of the query's ``probes`` rarest shingles.
+
+        Returns their global ids, ``|query ∩ case|`` and ``|case|``.
+        """
+        empty = np.zeros(0, dtype=np.int64)
+        if not len(self.terms) or not len(query):
+            return empty, empty, empty
+        pos = np.searchsorted(self.terms, query)
+        pos[pos == len(self.terms)] = 0
+        pos = pos[self.terms[pos] == query]
+        if not len(pos):
+            return empty, empty, empty
+        if len(pos) > probes:
+            df = self.ptr[pos + 1] - self.ptr[pos]
+            pos = pos[np.argpartition(df, probes)[:probes]]
+        idx, _lens = _gather(self.ptr, pos)
+        hit = np.sort(self.docs[idx])
+        first = np.flatnonzero(np.concatenate(([True], hit[1:] != hit[:-1])))
+        cands = hit[first].astype(np.int64)
+        if len(cands) > limit:
+            counts = np.diff(np.append(first, len(hit)))
+            cands = cands[np.argpartition(-counts, limit)[:limit]]
+        # Exact verification against the forward index.
+        idx, sizes = _gather(self.fwd_ptr, cands)
+        shingles = self.fwd[idx]
+        at = np.searchsorted(query, shingles)
+        at[at == len(query)] = 0
+        owner = np.repeat(np.arange(len(cands)), sizes)
+        inter = np.bincount(owner[query[at] == shingles], minlength=len(cands))
+        return self.gids[cands], inter, sizes
+
+
+class RepeatIndex:
+    """Near-duplicate search over earlier cases (case id → normalised petition text).
+
+    Parameters
+    ----------
+    threshold:
+        Default minimum similarity for :meth:`query` results.
+    min_chars:
+        Canonical texts shorter than this only match an identical short text.
+    probes:
+        How many of the query's rarest shingles are looked up per segment.
+    candidates:
+        How many candidates per segment are verified exactly.
+    tail_size, merge_factor:
+        Single adds collect in a tail of up to ``tail_size`` cases; sealed segments are
+        merged while the older one is at most ``merge_factor`` times the newer one.
+    """
+
+    def __init__(
+        self,
+        threshold: float = DEFAULT_THRESHOLD,
+        *,
+        min_chars: int = 10,
+        probes: int = 64,
+        candidates: int = 40,
+        tail_size: int = 256,
+        merge_factor: int = 4,
+    ) -> None:
+        self.threshold = threshold
+        self.min_chars = min_chars
+        self.probes = probes
+        self.candidates = candidates
+        self.tail_size = tail_size
+        self.merge_factor = merge_factor
+        self._lock = threading.RLock()
+        self._merge_lock = threading.Lock()
+        self._ids: list[str | None] = []  # global id -> case id (None once removed)
+        self._gid: dict[str, int] = {}  # live case id -> global id
+        self._short: dict[str, set[int]] = {}  # short canonical text -> global ids
+        self._short_of: dict[int, str] = {}  # global id -> its short canonical text
+        self._alive = np.zeros(0, dtype=bool)
+        self._segments: tuple[_Segment, ...] = ()  # sealed; replaced, never mutated
+        self._tail: list[tuple[int, np.ndarray]] = []  # (global id, shingles) not yet sealed
+        self._tail_segment: _Segment | None = None
+
+    def _params(self) -> dict[str, float | int]:
+        return {
+            name: getattr(self, name)
+            for name in (
+                "threshold",
+                "min_chars",
+                "probes",
+                "candidates",
+                "tail_size",
+                "merge_factor",
+            )
+        }
+
+    # ------------------------------------------------------------------ mutation
+
+    def add(self, case_id: str, text: str) -> None:
+        """Index (or re-index) one case; ``text`` is the normalised petition text."""
+        self.add_many([(case_id, text)])
+
+    def add_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Index many cases; a large batch is built as one segment in a vectorised pass."""
+        items = [(str(cid), text) for cid, text in items]
+        if not items:
+            return
+        # The slow part (canonical form, hashing) runs outside the lock.
+        canon = canonical_many([text for _cid, text in items])
+        long_rows = [i for i, c in enumerate(canon) if len(c) >= self.min_chars]
+        hashes, owner = _batch_hashes([canon[i] for i in long_rows])
+        with self._lock:
+            self._grow_alive(len(self._ids) + len(items))
+            gids = np.empty(len(items), dtype=np.int64)
+            for i, (case_id, _text) in enumerate(items):
+                if case_id in self._gid:
+                    self._remove_locked(case_id)
+                gid = gids[i] = len(self._ids)
+                self._ids.append(case_id)
+                self._gid[case_id] = gid
+                self._alive[gid] = True
+                if len(canon[i]) < self.min_chars:
+                    self._short.setdefault(canon[i], set()).add(gid)
+                    self._short_of[gid] = canon[i]
+            if not long_rows:
+                return
+            batch = _Segment.from_hashes(gids[long_rows], hashes, owner)
+            if len(self._tail) + len(batch) <= self.tail_size:
+                self._tail += self._split(batch)
+                self._tail_segment = self._tail_to_segment()
+                return
+            # The tail is full: seal it. A small batch starts the next tail, a bulk load
+            # becomes a segment of its own.
+            sealed = [self._tail_segment] if self._tail_segment is not None else []
+            self._tail, self._tail_segment = [], None
+            if len(batch) <= self.tail_size:
+                self._tail = self._split(batch)
+                self._tail_segment = self._tail_to_segment()
+            else:
+                sealed.append(batch)
+            self._segments = (*self._segments, *sealed)
+        self._maybe_merge()
+
+    @staticmethod
+    def _split(seg: _Segment) -> list[tuple[int, np.ndarray]]:
+        ptr = seg.fwd_ptr.tolist()
+        return [(g, seg.fwd[ptr[i] : ptr[i + 1]]) for i, g in enumerate(seg.gids.tolist())]
+
+    def _tail_to_segment(self) -> _Segment:
+        gids = np.array([g for g, _s in self._tail], dtype=np.int64)
+        lens = [len(s) for _g, s in self._tail]
+        fwd = np.concatenate([s for _g, s in self._tail]) if self._tail else _EMPTY_U32
+        return _Segment.from_forward(gids, np.concatenate(([0], np.cumsum(lens))), fwd)
+
+    def remove(self, case_id: str) -> bool:
+        """Forget a case; returns whether it was indexed. Its postings go at the next merge."""
+        with self._lock:
+            return self._remove_locked(str(case_id))
+
+    def _remove_locked(self, case_id: str) -> bool:
+        gid = self._gid.pop(case_id, None)
+        if gid is None:
+            return False
+        self._alive[gid] = False
+        self._ids[gid] = None
+        text = self._short_of.pop(gid, None)
+        if text is not None:
+            self._short[text].discard(gid)
+            if not self._short[text]:
+                del self._short[text]
+        return True
+
+    def _grow_alive(self, size: int) -> None:
+        if size > len(self._alive):
+            # Queries may hold the old array: copy on growth, never resize in place.
+            grown = np.zeros(max(size, 2 * len(self._alive), 1024), dtype=bool)
+            grown[: len(self._alive)] = self._alive
+            self._alive = grown
+
+    def _maybe_merge(self) -> None:
+        """Merge the newest segments while they are of comparable size (log-structured).
+
+        The merged segment is built outside the main lock so that queries and adds go on
+        meanwhile; a second merger waits for the first.
+        """
+        with self._merge_lock:
+            while True:
+                with self._lock:
+                    segs, alive = self._segments, self._alive
+                    if len(segs) < 2 or len(segs[-2]) > self.merge_factor * len(segs[-1]):
+                        return
+                merged = _Segment.merge(segs[-2:], alive)
+                with self._lock:
+                    # Only this method replaces segments (under the merge lock), so the two
+                    # merged ones are still in place; adds may have appended newer ones.
+                    i = self._segments.index(segs[-2])
+                    self._segments = (*self._segments[:i], merged, *self._segments[i + 2 :])
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        return len(self._gid)
+
+    def __contains__(self, case_id: object) -> bool:
+        return case_id in self._gid
+
+    def similarity(self, text_a: str, text_b: str) -> float:
+        """Exact similarity of two normalised texts (what :meth:`query` reports)."""
+        a, b = canonical_many([text_a, text_b])
+        if len(a) < self.min_chars or len(b) < self.min_chars:
+            return float(a == b and bool(a))
+        sa, sb = shingle_hashes(a), shingle_hashes(b)
+        inter = len(np.intersect1d(sa, sb, assume_unique=True))
+        sim = similarity_from_counts(np.array([inter]), np.array([len(sa)]), np.array([len(sb)]))
+        return float(sim[0])
+
+    def query(
+        self, text: str, k: int = 5, threshold: float | None = None
+    ) -> list[tuple[str, float]]:
+        """Earlier cases similar to ``text``: up to ``k`` ``(case_id, similarity)``, best first."""
+        threshold = self.threshold if threshold is None else threshold
+        canon = canonical(text)
+        with self._lock:  # a consistent snapshot; the search itself runs unlocked
+            segments = self._segments
+            if self._tail_segment is not None:
+                segments = (*segments, self._tail_segment)
+            alive, ids = self._alive, self._ids
+            if len(canon) < self.min_chars:  # short: identical short texts only
+                same = sorted(self._short.get(canon, ())) if canon else []
+                return [(str(ids[g]), 1.0) for g in same[:k] if threshold <= 1.0]
+        q = shingle_hashes(canon)
+        found = [seg.search(q, self.probes, self.candidates) for seg in segments]
+        if not found:
+            return []
+        gids, inter, sizes = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        sims = similarity_from_counts(inter, np.full(len(gids), len(q)), sizes)
+        keep = alive[gids] & (sims >= threshold)
+        gids, sims = gids[keep], sims[keep]
+        out: list[tuple[str, float]] = []
+        for i in np.argsort(-sims, kind="stable"):
+            case_id = ids[gids[i]]
+            if case_id is not None:  # None: removed after the snapshot
+                out.append((case_id, round(float(sims[i]), 4)))
+                if len(out) == k:
+                    break
+        return out
+
+    # ------------------------------------------------------------------ persistence
+
+    def stats(self) -> dict[str, int]:
+        """Sizes for monitoring: cases, segments, postings and index memory in bytes."""
+        with self._lock:
+            segments = self._segments
+            if self._tail_segment is not None:
+                segments = (*segments, self._tail_segment)
+            return {
+                "cases": len(self._gid),
+                "short_cases": len(self._short_of),
+                "segments": len(segments),
+                "postings": int(sum(len(s.docs) for s in segments)),
+                "index_bytes": int(sum(s.nbytes() for s in segments)),
+            }
+
+    def save(self, path: str | Path) -> None:
+        """Write the whole index to one ``.npz`` file (uncompressed: loading is a read)."""
+        with self._lock:
+            segments = self._segments
+            if self._tail_segment is not None:
+                segments = (*segments, self._tail_segment)
+            meta = {
+                "version": _FORMAT_VERSION,
+                "ngram": NGRAM,
+                "params": self._params(),
+                "ids": list(self._ids),
+                "short": {str(g): t for g, t in self._short_of.items()},
+                "segments": len(segments),
+            }
+        arrays = {
+            f"s{i}_{f}": getattr(seg, f) for i, seg in enumerate(segments) for f in _Segment.FIELDS
+        }
+        blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as fh:
+            np.savez(fh, meta=blob, **arrays)
+        tmp.replace(path)  # never leave a half-written index behind
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides: float) -> RepeatIndex:
+        """Read an index written by :meth:`save`; ``overrides`` replace saved parameters."""
+        with np.load(Path(path)) as data:
+            meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+            if meta.get("version") != _FORMAT_VERSION or meta.get("ngram") != NGRAM:
+                raise ValueError(f"{path}: not a repeat index of format {_FORMAT_VERSION}")
+            segments = tuple(
+                _Segment(**{f: data[f"s{i}_{f}"] for f in _Segment.FIELDS})
+                for i in range(meta["segments"])
+            )
+        index = cls(**{**meta["params"], **overrides})
+        index._ids = meta["ids"]
+        index._gid = {cid: g for g, cid in enumerate(index._ids) if cid is not None}
+        for g, text in meta["short"].items():
+            index._short.setdefault(text, set()).add(int(g))
+            index._short_of[int(g)] = text
+        index._grow_alive(len(index._ids))
+        index._alive[list(index._gid.values())] = True
+        index._segments = segments
+        return index

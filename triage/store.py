@@ -1,0 +1,444 @@
+"""Case store: every classified petition and every clerk's correction, in a SQL database.
+
+SQLAlchemy 2.0 Core over a SQLite file by default (``settings.database_url``); any SQLAlchemy
+URL (PostgreSQL, MySQL) works too. The schema is created when a :class:`Store` is opened.
+Each write is one short transaction. Stored text has ID-card, phone and bank-card numbers
+masked (:func:`triage.privacy.mask_personal_data`) unless the store is opened with
+``mask=False``.
+
+SQLite runs in WAL mode with a busy timeout, so the API's concurrent requests (threads, or
+several uvicorn workers) read while one writes, and wait for each other instead of failing
+with "database is locked".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+)
+from sqlalchemy import (
+    text as sql_text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from triage.errors import ConfigError, NotFoundError
+from triage.privacy import mask_personal_data
+
+__all__ = ["CaseRecord", "Correction", "Store"]
+
+#: How long (ms) a SQLite connection waits for another writer before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+metadata = MetaData()
+
+cases = Table(
+    "cases",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", Date, nullable=True),
+    Column("channel", String(16), nullable=True),
+    Column("region", String(200), nullable=True),
+    Column("title", Text, nullable=False, default=""),
+    Column("text", Text, nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("department", String(200), nullable=True),
+    Column("route", String(32), nullable=True),
+    Column("disposition", String(16), nullable=True),
+    Column("flags", String(200), nullable=False, default=""),  # ';'-joined flag ids
+    Column("priority", String(16), nullable=True),
+    Column("model_version", String(100), nullable=True),
+    Index("ix_cases_created_at", "created_at"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("case_id", String(64), ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("department", String(200), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Who corrected: a key fingerprint or a clerk id, never an API key itself.
+    Column("user_id", String(100), nullable=True),
+    Index("ix_feedback_case_id", "case_id", "id"),
+)
+
+
+@dataclass(frozen=True)
+class CaseRecord:
+    """One stored case. ``text`` and ``title`` are as stored (masked when masking is on)."""
+
+    id: str
+    created_at: datetime
+    received_at: date | None
+    channel: str | None
+    region: str | None
+    title: str
+    text: str
+    label: str
+    confidence: float
+    department: str | None
+    route: str | None
+    disposition: str | None
+    flags: tuple[str, ...]
+    priority: str | None
+    model_version: str | None
+
+
+@dataclass(frozen=True)
+class Correction:
+    """The latest clerk correction of one case, with the case's stored text.
+
+    ``label``/``department`` are the corrected values; ``predicted_label`` is what the model
+    said when the case was classified.
+    """
+
+    case_id: str
+    title: str
+    text: str
+    label: str
+    department: str | None
+    predicted_label: str
+    created_at: datetime
+    user: str | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _flag_ids(flags: Iterable[Any] | None) -> str:
+    """Flags as ';'-joined ids; accepts ids, ``Flag`` objects or the API's flag dicts."""
+    ids: list[str] = []
+    for flag in flags or ():
+        if isinstance(flag, str):
+            ids.append(flag)
+        elif isinstance(flag, Mapping):
+            ids.append(str(flag["id"]))
+        else:
+            ids.append(str(flag.id))
+    return ";".join(ids)
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; we always store UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _case_from_row(row: Any) -> CaseRecord:
+    m = row._mapping
+    return CaseRecord(
+        id=m["id"],
+        created_at=_aware(m["created_at"]),
+        received_at=m["received_at"],
+        channel=m["channel"],
+        region=m["region"],
+        title=m["title"] or "",
+        text=m["text"],
+        label=m["label"],
+        confidence=float(m["confidence"]),
+        department=m["department"],
+        route=m["route"],
+        disposition=m["disposition"],
+        flags=tuple(f for f in (m["flags"] or "").split(";") if f),
+        priority=m["priority"],
+        model_version=m["model_version"],
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets readers run beside one writer; NORMAL sync is durable across crashes of the
+        # process (not of the OS) and avoids an fsync per request.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"database URL {url!r} is not a valid SQLAlchemy URL: {exc}") from exc
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+        if not in_memory:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Connections are used from the API's worker threads; each is used by one thread at
+        # a time (the pool hands them out), so sqlite3's same-thread check is not needed.
+        kwargs["connect_args"] = {
+            "check_same_thread": False,
+            "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+        }
+        if in_memory:
+            from sqlalchemy.pool import StaticPool
+
+            kwargs["poolclass"] = StaticPool  # one shared connection, or each sees an empty db
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"cannot open database {parsed!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Store:
+    """Cases and feedback in a SQL database (see the module docstring)."""
+
+    def __init__(self, url: str, mask: bool = True) -> None:
+        """Open (and create when needed) the database at SQLAlchemy ``url``."""
+        self.url = url
+        self.mask = mask
+        self.engine = _make_engine(url)
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                break
+            except SQLAlchemyError as exc:
+                # Another process (a second uvicorn worker) may have created a table between
+                # our check and our CREATE: check again.
+                if attempt < 2 and "already exists" in str(exc):
+                    continue
+                self.engine.dispose()
+                raise ConfigError(f"cannot open database {self.engine.url!r}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url!r}, mask={self.mask})"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def _clean(self, text: str | None) -> str:
+        text = text or ""
+        return mask_personal_data(text) if self.mask else text
+
+    def _case_row(
+        self,
+        *,
+        text: str,
+        title: str = "",
+        label: str,
+        confidence: float,
+        department: str | None = None,
+        route: str | None = None,
+        flags: Iterable[Any] | None = (),
+        priority: str | None = None,
+        received_at: date | None = None,
+        channel: str | None = None,
+        region: str | None = None,
+        model_version: str | None = None,
+        disposition: str | None = None,
+        case_id: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "id": case_id or uuid.uuid4().hex,
+            "created_at": _utcnow(),
+            "received_at": received_at,
+            "channel": channel,
+            "region": region,
+            "title": self._clean(title),
+            "text": self._clean(text),
+            "label": label,
+            "confidence": float(confidence),
+            "department": department,
+            "route": route,
+            "disposition": disposition,
+            "flags": _flag_ids(flags),
+            "priority": priority,
+            "model_version": model_version,
+        }
+
+    def add_case(
+        self,
+        *,
+        text: str,
+        title: str = "",
+        label: str,
+        confidence: float,
+        department: str | None = None,
+        route: str | None = None,
+        flags: Iterable[Any] | None = (),
+        priority: str | None = None,
+        received_at: date | None = None,
+        channel: str | None = None,
+        region: str | None = None,
+        model_version: str | None = None,
+        disposition: str | None = None,
+        case_id: str | None = None,
+    ) -> str:
+        """Store one classified case and return its id (a new uuid4 hex unless given).
+
+        ``flags`` may be flag ids, ``Flag`` objects or ``{"id": ...}`` dicts.
+        """
+        row = self._case_row(
+            text=text, title=title, label=label, confidence=confidence, department=department,
+            route=route, flags=flags, priority=priority, received_at=received_at,
+            channel=channel, region=region, model_version=model_version,
+            disposition=disposition, case_id=case_id,
+        )  # fmt: skip
+        with self.engine.begin() as conn:
+            conn.execute(insert(cases), row)
+        return row["id"]
+
+    def add_cases(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Store many cases (each a mapping of :meth:`add_case`'s keywords) in one transaction."""
+        rows = [self._case_row(**item) for item in items]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(cases), rows)
+        return [row["id"] for row in rows]
+
+    def get_case(self, case_id: str) -> CaseRecord | None:
+        """The case with this id, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(cases).where(cases.c.id == case_id)).first()
+        return _case_from_row(row) if row is not None else None
+
+    def get_cases(self, case_ids: Iterable[str]) -> dict[str, CaseRecord]:
+        """The cases among ``case_ids`` that exist, by id (one query)."""
+        ids = list(dict.fromkeys(case_ids))
+        if not ids:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(cases).where(cases.c.id.in_(ids))).all()
+        return {record.id: record for record in map(_case_from_row, rows)}
+
+    def count_cases(self) -> int:
+        """Number of stored cases."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(cases)).scalar_one())
+
+    def iter_cases(
+        self, since: datetime | None = None, batch_size: int = 1_000
+    ) -> Iterator[CaseRecord]:
+        """Every case (stored after ``since`` if given), oldest first, streamed in batches.
+
+        For building the repeat index and keeping it up to date.
+        """
+        query = select(cases).order_by(cases.c.created_at, cases.c.id)
+        if since is not None:
+            query = query.where(cases.c.created_at > since.astimezone(timezone.utc))
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch_size).execute(query)
+            for row in result:
+                yield _case_from_row(row)
+
+    def add_feedback(
+        self, case_id: str, label: str, department: str | None = None, user: str | None = None
+    ) -> int:
+        """Store a clerk's correction of ``case_id`` and return the feedback id.
+
+        ``user`` identifies who corrected (a clerk id or an API-key fingerprint); never pass a
+        secret. Raises :class:`NotFoundError` when the case does not exist. The label is not
+        checked here: the caller knows the taxonomy.
+        """
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(cases.c.id).where(cases.c.id == case_id)).first()
+            if exists is None:
+                raise NotFoundError(f"case {case_id!r} does not exist")
+            result = conn.execute(
+                insert(feedback).values(
+                    case_id=case_id,
+                    label=label,
+                    department=department,
+                    created_at=_utcnow(),
+                    user_id=user,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def corrections(self) -> list[Correction]:
+        """The latest correction of every corrected case, joined with the case's stored text.
+
+        Returns one :class:`Correction` per case that has feedback (``case_id``, ``title``,
+        ``text`` as stored, i.e. masked when masking is on, the corrected ``label`` and
+        ``department``, the model's ``predicted_label``, the correction's ``created_at`` and
+        ``user``), ordered by case creation time. "Latest" is the highest feedback id, which
+        is also the latest insert. Used by ``triage.retrain`` to merge clerks' labels.
+        """
+        latest = (
+            select(feedback.c.case_id, func.max(feedback.c.id).label("fid"))
+            .group_by(feedback.c.case_id)
+            .subquery()
+        )
+        query = (
+            select(
+                cases.c.id,
+                cases.c.title,
+                cases.c.text,
+                cases.c.label.label("predicted_label"),
+                feedback.c.label,
+                feedback.c.department,
+                feedback.c.created_at,
+                feedback.c.user_id,
+            )
+            .select_from(latest)
+            .join(feedback, feedback.c.id == latest.c.fid)
+            .join(cases, cases.c.id == latest.c.case_id)
+            .order_by(cases.c.created_at, cases.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            Correction(
+                case_id=r.id,
+                title=r.title or "",
+                text=r.text,
+                label=r.label,
+                department=r.department,
+                predicted_label=r.predicted_label,
+                created_at=_aware(r.created_at),
+                user=r.user_id,
+            )
+            for r in rows
+        ]
+
+    def count_feedback(self) -> int:
+        """Number of stored corrections (all, not only the latest per case)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(feedback)).scalar_one())
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sql_text("SELECT 1"))
+        except SQLAlchemyError:
+            return False
+        return True
