@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import random
+import re
 import resource
 import socket
 import statistics
@@ -51,21 +52,30 @@ class Stats:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
 
-def petitions(length: int, count: int = 400) -> list[str]:
-    """``count`` distinct petitions of exactly ``length`` characters, from data/examples."""
-    texts: list[str] = []
+def petitions(length: int, count: int = 20_000, seed: int = 7) -> list[str]:
+    """``count`` distinct petitions of exactly ``length`` characters.
+
+    Each is a random run of sentences from data/examples (written by the project), so the
+    vocabulary is real but no two requests are the same letter: like intake traffic, where
+    repeat petitions are the exception (a pool of a few hundred texts cycled at 300 req/s
+    would make every request a near-duplicate of hundreds of earlier ones).
+    """
+    sentences: list[str] = []
     for path in EXAMPLES:
-        with path.open(encoding="utf-8") as fh:
-            texts.extend(row["text"] for row in csv.DictReader(fh) if row.get("text"))
-    if not texts:
-        texts = ["我们村的土地被征收了，征地补偿款一直没有发放，请求有关部门核查处理。"]
-    rng = random.Random(7)
-    rng.shuffle(texts)
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                parts = re.split(
+                    r"(?<=[。！？!?；;])", (row.get("text") or "").replace("_x000D_", "")
+                )
+                sentences.extend(p.strip() for p in parts if len(p.strip()) >= 8)
+    if not sentences:
+        sentences = ["我们村的土地被征收了，征地补偿款一直没有发放，请求有关部门核查处理。"]
+    rng = random.Random(seed)
     out = []
-    for i in range(count):
-        text = texts[i % len(texts)]
-        while len(text) < length:  # pad short ones with another petition
-            text += "。" + texts[(i + len(text)) % len(texts)]
+    for _ in range(count):
+        text = ""
+        while len(text) < length:
+            text += rng.choice(sentences)
         out.append(text[:length])
     return out
 
@@ -114,13 +124,29 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 
 def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a process and its children (Linux /proc), else None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    """User + system CPU time of a process and its live children (Linux /proc), else None.
+
+    uvicorn with ``--workers N`` runs the workers as children of a supervisor process.
+    """
+
+    def read(p: int | str) -> tuple[int, float] | None:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = os.sysconf("SC_CLK_TCK")
+        return int(fields[1]), sum(int(x) for x in fields[11:15]) / ticks  # ppid, cpu
+
+    own = read(pid)
+    if own is None:
         return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    return sum(int(x) for x in fields[11:15]) / ticks  # utime stime cutime cstime
+    total = own[1]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and entry.name != str(pid):
+            child = read(entry.name)
+            if child is not None and child[0] == pid:
+                total += child[1]
+    return total
 
 
 class HttpxSender:
@@ -220,7 +246,7 @@ def percentile(values: list[float], q: float) -> float:
 async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
     bodies = [
         json.dumps({"text": text, "channel": "网上"}, ensure_ascii=False).encode()
-        for text in petitions(args.length)
+        for text in petitions(args.length, args.pool)
     ]
     stats = Stats()
     limits = httpx.Limits(
@@ -283,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients (32)")
     parser.add_argument("--rate", type=float, default=300.0, help="offered req/s; 0 = closed loop")
     parser.add_argument("--length", type=int, default=300, help="characters per petition (300)")
+    parser.add_argument(
+        "--pool", type=int, default=20_000, help="distinct petitions to draw from (20000)"
+    )
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--model", type=Path, help="model folder for the started server")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers (1)")
@@ -330,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             "client": args.client,
             "offered_rate_rps": args.rate or None,
             "text_length": args.length,
+            "distinct_texts": args.pool,
             "server_workers": args.workers if not args.url else None,
             "server_cpu_percent": (
                 100 * (server_cpu1 - server_cpu0) / wall

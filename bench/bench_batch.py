@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     sampler.stop.set()
     sampler.join()
-    max_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the batch and its reaped workers
+    max_rss = usage.ru_maxrss  # KiB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
     rows, ok = count_rows(out) if out.exists() else (0, 0)
     done = rows if interrupted else args.rows
     result = {
@@ -253,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
         "rows_ok": ok,
         "seconds": round(seconds, 2),
         "rows_per_second": round(done / seconds, 1),
+        # Load-independent: CPU time of the whole tree, and the rate it gives on idle cores.
+        "cpu_seconds": round(cpu, 1),
+        "cpu_ms_per_row": round(1000 * cpu / done, 3) if done else None,
+        "idle_rows_per_second_estimate": round(done / cpu * len(os.sched_getaffinity(0)), 1)
+        if cpu
+        else None,
         "peak_tree_rss_mib": round(sampler.peak_rss / 1024, 1),
         "peak_tree_pss_mib": round(sampler.peak_pss / 1024, 1),
         "max_process_rss_mib": round(max_rss / 1024, 1),

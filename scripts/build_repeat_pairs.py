@@ -472,6 +472,9 @@ def evaluate(pairs: pd.DataFrame, docs: pd.DataFrame, threshold: float) -> dict[
     lab = labels >= 0
     report: dict[str, object] = {
         "pairs": {k: int(v) for k, v in pairs.kind.value_counts().items()},
+        # Same-label same-place pairs that were near-identical (one text filed under two ids)
+        # and so were kept out of the negatives.
+        "excluded_near_identical_negatives": int(pairs.attrs.get("excluded_duplicates", 0)),
         "threshold": threshold,
         "overall": prf(labels[lab], scores[lab], threshold),
         "sweep": [

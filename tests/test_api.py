@@ -452,3 +452,15 @@ def test_reload_failure_keeps_old_model(
     assert "corrupt" in r.json()["detail"]
     assert client.get("/v1/model").json()["version"] == "fake-1"
     assert client.post("/v1/model/reload").status_code == 401
+
+
+def test_model_that_crashes_on_warm_up_is_refused(db_url: str) -> None:
+    class Broken(FakeTriage):
+        def classify(self, text: str, *args: Any, **kwargs: Any) -> FakeResult:
+            raise AttributeError("'PetitionClassifier' object has no attribute 'calibrator_'")
+
+    app = create_app(make_settings(db_url), pipeline_factory=lambda _s, _i: Broken())
+    with TestClient(app) as client:
+        r = client.get("/healthz")
+        assert r.status_code == 503 and "fails on a test petition" in r.json()["detail"]
+        assert client.post("/v1/classify", json={"text": PETITION}).status_code == 503

@@ -101,6 +101,11 @@ def test_serve_py_with_the_real_pipeline(
         assert len(data["candidates"]) == 3
         assert data["deadlines"]["acknowledge_by"] == "2026-12-06"
         assert data["model_version"] == model["version"]
+        items = [{"text": text}, {"text": "   "}, {"text": "no Chinese at all"}, {"text": text}]
+        batch = http.post("/v1/classify/batch", json={"items": items}).json()
+        assert [r["status"] for r in batch["results"]] == ["ok", "error", "error", "ok"]
+        assert batch["results"][2]["error"]["status"] == 422
+        assert batch["results"][3]["result"]["label"] == "land_acquisition"
         too_long = http.post("/v1/classify", json={"text": "征" * 20_001})
         assert too_long.status_code == 413
         fb = http.post(
@@ -113,5 +118,5 @@ def test_serve_py_with_the_real_pipeline(
         assert reload.status_code == 200, reload.text
         assert http.post("/v1/classify", json={"text": text}).status_code == 200
     with sqlite3.connect(db) as conn:
-        assert conn.execute("select count(*) from cases").fetchone() == (2,)
+        assert conn.execute("select count(*) from cases").fetchone() == (4,)
         assert conn.execute("select label from feedback").fetchall() == [("land_illegal_use",)]

@@ -12,11 +12,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TRIAGE = shutil.which("triage")
-pytestmark = pytest.mark.skipif(TRIAGE is None, reason="the triage command is not installed (pip install -e .)")
+pytestmark = pytest.mark.skipif(
+    TRIAGE is None, reason="the triage command is not installed (pip install -e .)"
+)
 
 
 def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TRIAGE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)  # type: ignore[list-item]
+    return subprocess.run(
+        [TRIAGE, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )  # type: ignore[list-item]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +46,9 @@ def trained(train_csv: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
     return out, done
 
 
-def test_train_prints_cv_metrics_and_writes_provenance(trained: tuple[Path, subprocess.CompletedProcess[str]], train_csv: Path) -> None:
+def test_train_prints_cv_metrics_and_writes_provenance(
+    trained: tuple[Path, subprocess.CompletedProcess[str]], train_csv: Path
+) -> None:
     out, done = trained
     assert done.returncode == 0, done.stderr
     assert "macro-F1" in done.stdout and "mining" in done.stdout
@@ -66,9 +72,13 @@ def test_predict_json(trained: tuple[Path, subprocess.CompletedProcess[str]]) ->
     assert "collective" in [f["id"] for f in result["flags"]]
 
 
-def test_evaluate_with_report(trained: tuple[Path, subprocess.CompletedProcess[str]], train_csv: Path, tmp_path: Path) -> None:
+def test_evaluate_with_report(
+    trained: tuple[Path, subprocess.CompletedProcess[str]], train_csv: Path, tmp_path: Path
+) -> None:
     out, _ = trained
-    done = run("evaluate", "--model", str(out), "--data", str(train_csv), "--report", str(tmp_path / "rep"))
+    done = run(
+        "evaluate", "--model", str(out), "--data", str(train_csv), "--report", str(tmp_path / "rep")
+    )
     assert done.returncode == 0, done.stderr
     assert "macro-F1" in done.stdout and "confusion matrix" in done.stdout
     assert (tmp_path / "rep" / "confusion_matrix.png").stat().st_size > 1000
@@ -90,14 +100,54 @@ def test_bad_input_one_line_error(args: list[str], needle: str) -> None:
 
 
 def test_missing_column(train_csv: Path, tmp_path: Path) -> None:
-    done = run("train", "--data", str(train_csv), "--text-col", "正文", "--out", str(tmp_path / "m"))
+    done = run(
+        "train", "--data", str(train_csv), "--text-col", "正文", "--out", str(tmp_path / "m")
+    )
     assert done.returncode == 2
     assert "no text column '正文'" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_predict_rejects_empty_and_non_chinese(trained: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+def test_predict_rejects_empty_and_non_chinese(
+    trained: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
     out, _ = trained
     for text in ("   ", "hello world, no Chinese here"):
         done = run("predict", "--model", str(out), text)
         assert done.returncode == 2
         assert "error" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_predict_finds_repeat_in_history(
+    trained: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    from triage.store import Store
+
+    out, _ = trained
+    letter = (
+        "我们村的耕地被镇里征收三年了，每亩补偿款只发了一半，剩余款项去向不明，请求查清并补发。"
+    )
+    store = Store(f"sqlite:///{tmp_path / 'history.sqlite3'}")
+    case_id = store.add_case(
+        text=letter,
+        title="",
+        label="land_acquisition",
+        confidence=0.9,
+        department="x",
+        route="none",
+        flags=[],
+        priority="normal",
+        received_at=None,
+        channel="网上",
+        region=None,
+        model_version="t",
+    )
+    again = "我再次反映：" + letter.replace("，", " ")
+    done = run(
+        "predict", "--model", str(out), "--history", str(tmp_path / "history.sqlite3"), again
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["similar_cases"][0]["case_id"] == case_id
+    assert "repeat" in [f["id"] for f in result["flags"]]
+    missing = run("predict", "--model", str(out), "--history", str(tmp_path / "nope.db"), again)
+    assert missing.returncode == 2 and "no such history database" in missing.stderr

@@ -28,8 +28,14 @@ TEXTS = [
     "我的不动产权证办了一年还办不下来",
     "安置房的房产证迟迟不发，登记中心推诿",
 ] * 3
-LABELS = ["land_title_dispute", "land_title_dispute", "land_illegal_use", "land_illegal_use",
-          "property_registration", "property_registration"] * 3
+LABELS = [
+    "land_title_dispute",
+    "land_title_dispute",
+    "land_illegal_use",
+    "land_illegal_use",
+    "property_registration",
+    "property_registration",
+] * 3
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_round_trip(model_dir: Path) -> None:
     loaded = load_model(model_dir)
     meta = json.loads((model_dir / METADATA).read_text("utf-8"))
-    for key in ("created_at", "git_commit", "labels", "libraries", "format_version", "artefact_sha256"):
+    for key in (
+        "created_at",
+        "git_commit",
+        "labels",
+        "libraries",
+        "format_version",
+        "artefact_sha256",
+    ):
         assert key in meta
     assert meta["note"] == "test" and loaded.version == "v1"
     assert list(loaded.estimator.predict(TEXTS)) == LABELS

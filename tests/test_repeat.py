@@ -142,6 +142,7 @@ def test_results_are_best_first_and_respect_k_and_threshold(index: RepeatIndex) 
     sims = [s for _c, s in hits]
     assert sims == sorted(sims, reverse=True) and sims[0] == pytest.approx(1.0)
     assert len(local.query(normalize(NOISE), k=1)) == 1
+    assert local.query(normalize(NOISE), k=0) == []
     assert all(s >= 0.99 for _c, s in local.query(normalize(NOISE), threshold=0.99))
 
 

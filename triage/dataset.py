@@ -27,12 +27,17 @@ def read_table(path: str | Path, sheet: str | int | None = 0) -> pd.DataFrame:
         if suffix in (".xlsx", ".xlsm"):
             return pd.read_excel(path, sheet_name=sheet, dtype=str, keep_default_na=False)
         if suffix not in (".csv", ".txt", ".tsv"):
-            raise DataFileError(f"{path}: expected a .csv or .xlsx file, got {suffix or 'no suffix'}")
+            raise DataFileError(
+                f"{path}: expected a .csv or .xlsx file, got {suffix or 'no suffix'}"
+            )
         last: Exception | None = None
         for enc in _ENCODINGS:
             try:
                 return pd.read_csv(
-                    path, dtype=str, keep_default_na=False, encoding=enc,
+                    path,
+                    dtype=str,
+                    keep_default_na=False,
+                    encoding=enc,
                     sep="\t" if suffix == ".tsv" else ",",
                 )
             except UnicodeDecodeError as exc:
@@ -44,10 +49,16 @@ def read_table(path: str | Path, sheet: str | int | None = 0) -> pd.DataFrame:
         raise DataFileError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
 
 
-def _column(df: pd.DataFrame, wanted: str | None, names: tuple[str, ...], what: str,
-            path: Path, required: bool = True) -> str | None:
+def _column(
+    df: pd.DataFrame,
+    wanted: str | None,
+    names: tuple[str, ...],
+    what: str,
+    path: Path,
+    required: bool = True,
+) -> str | None:
     lookup = {str(c).strip().lower(): c for c in df.columns}
-    for name in ([wanted] if wanted else list(names)):
+    for name in [wanted] if wanted else list(names):
         if name.strip().lower() in lookup:
             return lookup[name.strip().lower()]
     if wanted or required:

@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import clone
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 from sklearn.model_selection import StratifiedKFold
 
 from triage.model import PetitionClassifier, subset_analyzed
@@ -24,15 +29,20 @@ def classification_metrics(
     """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix."""
     y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
     labels = list(labels) if labels is not None else sorted(set(y_true.tolist()))
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
         "per_class": {
-            lbl: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            lbl: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, lbl in enumerate(labels)
         },
         "labels": labels,
@@ -52,8 +62,8 @@ def cross_validate(
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """Stratified k-fold cross-validation.
 
-    Returns the metrics, the out-of-fold predictions and the out-of-fold decision values
-    (columns: sorted labels of real and extra rows), which calibrate the final model.
+    Returns the metrics, the out-of-fold predictions and the out-of-fold probabilities
+    (columns: sorted labels of real and extra rows).
 
     ``extra_*`` rows (e.g. examples the project wrote) are added to every training fold and
     never evaluated, so the metrics are on the real rows only. Text is normalised and
@@ -70,42 +80,51 @@ def cross_validate(
     strat = np.array([c if counts[c] >= folds else "__rare__" for c in y], dtype=object)
     pred = np.empty(n, dtype=object)
     classes = np.array(sorted(set(y.tolist()) | set(y_extra.tolist())), dtype=object)
-    scores = np.full((n, len(classes)), -3.0)
+    scores = np.zeros((n, len(classes)))
     splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
     for k, (train, test) in enumerate(splitter.split(np.zeros(n), strat)):
         train_all = np.concatenate([train, extra_idx])
         y_train = np.concatenate([y[train], y_extra]) if n_extra else y[train]
-        model = clone(estimator).fit_analyzed(
-            subset_analyzed(analyzed, train_all), y_train, calibrate=False
-        )
-        fold_scores = model.decision_function_analyzed(subset_analyzed(analyzed, test))
-        scores[np.ix_(test, np.searchsorted(classes, model.classes_))] = fold_scores
-        pred[test] = model.classes_[fold_scores.argmax(axis=1)]
+        model = clone(estimator).fit_analyzed(subset_analyzed(analyzed, train_all), y_train)
+        fold_proba = model.predict_proba_analyzed(subset_analyzed(analyzed, test))
+        scores[np.ix_(test, np.searchsorted(classes, model.classes_))] = fold_proba
+        pred[test] = model.classes_[fold_proba.argmax(axis=1)]
         if progress:
             progress(k + 1, folds)
     metrics = classification_metrics(y, pred, sorted(counts))
-    metrics.update(folds=folds, seed=seed, extra_rows=n_extra, seconds=round(time.perf_counter() - t0, 1))
+    metrics.update(
+        folds=folds, seed=seed, extra_rows=n_extra, seconds=round(time.perf_counter() - t0, 1)
+    )
     return metrics, pred, scores
+
+
+def _width(text: str) -> int:
+    """Terminal columns of ``text``: CJK characters take two."""
+    return sum(2 if ord(ch) > 0x2E80 else 1 for ch in text)
 
 
 def format_metrics(metrics: dict[str, Any], names: dict[str, str] | None = None) -> str:
     """A plain-text table of the metrics for terminals and logs."""
     names = names or {}
-    width = max([len(lbl) + len(names.get(lbl, "")) * 2 + 3 for lbl in metrics["labels"]] + [10])
-    lines = [
-        f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   n={metrics['n']}",
-        f"{'label':<{width}} precision  recall      f1  support",
-    ]
+    shown = {lbl: f"{lbl} ({names[lbl]})" if lbl in names else lbl for lbl in metrics["labels"]}
+    width = max([_width(s) for s in shown.values()] + [10]) + 2
+    head = (
+        f"accuracy {metrics['accuracy']:.4f}   macro-F1 {metrics['macro_f1']:.4f}   "
+        f"n={metrics['n']}"
+    )
+    lines = [head, f"{'label':<{width}}precision  recall      f1  support"]
     for lbl, m in metrics["per_class"].items():
-        shown = f"{lbl} ({names[lbl]})" if lbl in names else lbl
-        pad = width - (len(shown) + sum(1 for ch in shown if ord(ch) > 0x2E80))
+        pad = " " * (width - _width(shown[lbl]))
         lines.append(
-            f"{shown}{' ' * max(pad, 1)}{m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:7.3f} {m['support']:8d}"
+            f"{shown[lbl]}{pad}{m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:7.3f}"
+            f" {m['support']:8d}"
         )
     return "\n".join(lines)
 
 
-def write_report(out_dir: str | Path, metrics: dict[str, Any], title: str = "confusion matrix") -> list[Path]:
+def write_report(
+    out_dir: str | Path, metrics: dict[str, Any], title: str = "confusion matrix"
+) -> list[Path]:
     """Write ``metrics.json`` and ``confusion_matrix.png`` into ``out_dir``; return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,8 +153,15 @@ def _plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
     for i in range(len(labels)):
         for j in range(len(labels)):
             if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(f"{title} (acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f})")

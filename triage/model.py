@@ -1,9 +1,10 @@
 """The petition classifier: hashed word + char n-gram TF-IDF, a linear SVM, calibrated.
 
 Chosen by 5-fold cross-validation on the shared data (see ``scripts/eval_model.py`` and
-``data/README.md``). The SVM's decision values are turned into probabilities by temperature
-scaling fitted on out-of-fold decision values, so the top-3 candidates and the abstain
-threshold mean what they say while the predicted label stays the SVM's argmax.
+``data/README.md``). The SVM's per-class decision values are turned into probabilities by a
+multinomial logistic regression fitted on out-of-fold decision values (stacking; Platt
+scaling generalised to many classes), so the top-3 candidates and the abstain threshold mean
+what they say.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
@@ -20,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from triage.errors import InputError
 from triage.features import Analyzed, TextFeatures, prepare_text
 
-__all__ = ["PetitionClassifier", "Prediction", "fit_temperature", "softmax", "subset_analyzed"]
+__all__ = ["PetitionClassifier", "Prediction", "subset_analyzed"]
 
 AnalyzedDocs = tuple[Analyzed, Analyzed, int]
 
@@ -33,31 +35,6 @@ def subset_analyzed(analyzed: AnalyzedDocs, index: np.ndarray) -> AnalyzedDocs:
     pw, pc = pos[wr], pos[cr]
     mw, mc = pw >= 0, pc >= 0
     return (pw[mw], wh[mw]), (pc[mc], ch[mc]), len(index)
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large scores."""
-    z = scores - scores.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def fit_temperature(scores: np.ndarray, y_idx: np.ndarray) -> float:
-    """Temperature minimising the log-loss of ``softmax(scores / T)`` on held-out scores.
-
-    One parameter, so the argmax (and therefore every cross-validated figure) is unchanged
-    by calibration; only the probabilities become honest.
-    """
-    from scipy.optimize import minimize_scalar
-
-    rows = np.arange(len(y_idx))
-
-    def nll(log_t: float) -> float:
-        p = softmax(scores / np.exp(log_t))
-        return float(-np.log(np.clip(p[rows, y_idx], 1e-12, None)).mean())
-
-    res = minimize_scalar(nll, bounds=(-5.0, 3.0), method="bounded")
-    return float(np.exp(res.x))
 
 
 @dataclass(frozen=True)
@@ -79,6 +56,8 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
     class_weight : ``None`` or ``"balanced"`` (up-weights rare classes).
     char_ngram_range, word_bigrams, min_df, char_weight : see :class:`TextFeatures`.
     calibration_folds : folds for the out-of-fold decision values the calibrator learns from.
+    stack_C, stack_class_weight : regularisation and class weighting (None, "balanced" or
+        "sqrt") of the calibrator, a multinomial logistic regression over the SVM's scores.
     abstain_threshold : below this top probability a prediction is marked ``needs_review``.
     max_chars : characters of each text read (the rest is ignored).
 
@@ -95,6 +74,8 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         min_df: int = 2,
         char_weight: float = 1.0,
         calibration_folds: int = 3,
+        stack_C: float = 10.0,
+        stack_class_weight: str | None = "sqrt",
         abstain_threshold: float = 0.45,
         max_chars: int = 4000,
         random_state: int = 0,
@@ -106,6 +87,8 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         self.min_df = min_df
         self.char_weight = char_weight
         self.calibration_folds = calibration_folds
+        self.stack_C = stack_C
+        self.stack_class_weight = stack_class_weight
         self.abstain_threshold = abstain_threshold
         self.max_chars = max_chars
         self.random_state = random_state
@@ -143,13 +126,11 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         analyzed: AnalyzedDocs,
         y: Sequence[str],
         oof_scores: np.ndarray | None = None,
-        calibrate: bool = True,
     ) -> PetitionClassifier:
         """Fit on the output of :meth:`analyze`.
 
-        ``oof_scores`` (out-of-fold decision values, e.g. from an outer cross-validation)
-        spare the inner folds the calibrator otherwise needs; ``calibrate=False`` skips
-        calibration altogether (cross-validation folds only need the argmax).
+        ``oof_scores`` (out-of-fold decision values of these rows) spare the inner
+        cross-validation the calibrator otherwise needs.
         """
         y = np.asarray(y, dtype=object)
         if len(y) != analyzed[2]:
@@ -167,13 +148,28 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) == 2:  # LinearSVC stores one row for two classes
             self.coef_ = np.vstack([-self.coef_, self.coef_])
             self.intercept_ = np.concatenate([-self.intercept_, self.intercept_])
-        self.temperature_ = 1.0
-        if calibrate:
-            if oof_scores is None:
-                oof_scores = self._out_of_fold_scores(X, y)
-            self.temperature_ = fit_temperature(oof_scores, np.searchsorted(classes, y))
+        if oof_scores is None:
+            oof_scores = self._out_of_fold_scores(X, y)
+        # The calibrator sees every class's SVM score at once, so besides turning scores into
+        # probabilities it learns how classes trade off (a rare land class whose score is
+        # close to urban_housing's is often the right answer): +1.5 points macro-F1 in CV.
+        self.calibrator_ = LogisticRegression(
+            C=self.stack_C, class_weight=self._stack_weights(y), max_iter=2000
+        ).fit(oof_scores, y)
         self.n_features_in_ = 1
         return self
+
+    def _stack_weights(self, y: np.ndarray) -> dict[str, float] | str | None:
+        """Class weights of the calibrator: None, "balanced", or "sqrt" (half-way between).
+
+        Full balancing buys rare-class recall with the frequent classes' precision; the
+        square root keeps most of the recall at a smaller cost in macro-F1.
+        """
+        if self.stack_class_weight != "sqrt":
+            return self.stack_class_weight
+        classes, counts = np.unique(y, return_counts=True)
+        weights = np.sqrt(len(y) / (len(classes) * counts))
+        return {str(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
     def _out_of_fold_scores(self, X, y: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
         """Decision values of every training row from a model that did not see it."""
@@ -205,7 +201,7 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba_analyzed(self, analyzed: AnalyzedDocs) -> np.ndarray:
         """Calibrated probabilities of analysed docs, columns in ``classes_`` order."""
-        return softmax(self.decision_function_analyzed(analyzed) / self.temperature_)
+        return self.calibrator_.predict_proba(self.decision_function_analyzed(analyzed))
 
     def decision_function(self, X: Sequence[str]) -> np.ndarray:
         """Raw SVM scores of raw texts."""
@@ -223,7 +219,7 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         """Top-``k`` candidates and the review flag for each row of ``proba``."""
         order = np.argsort(-proba, axis=1)[:, :k]
         out = []
-        for row, idx in zip(proba, order):
+        for row, idx in zip(proba, order, strict=True):
             cands = tuple((str(self.classes_[i]), float(row[i])) for i in idx)
             out.append(
                 Prediction(cands[0][0], cands[0][1], cands, cands[0][1] < self.abstain_threshold)

@@ -23,7 +23,9 @@ _HTML_BREAK = re.compile(r"<(?:br|p|div|li|tr)\b[^<>]*>", re.IGNORECASE)
 _BOILERPLATE = re.compile(
     r"[…\.。]*[(（][^()（）]{0,80}?(?:省略\d*字|正式会员|完整阅读|阅读全文|点击查看)[^()（）]{0,40}[)）][…\.。]*"
 )
-_BOILERPLATE_LINES = re.compile(r"(?:展开全文|收起全文|点击展开|查看原文|返回顶部|\[打印本页\]|\[关闭窗口\])")
+_BOILERPLATE_LINES = re.compile(
+    r"(?:展开全文|收起全文|点击展开|查看原文|返回顶部|\[打印本页\]|\[关闭窗口\])"
+)
 _TONE = "āáǎàēéěèīíǐìōóǒòūúǔùǖǘǚǜńňǹḿ"
 # A pinyin gloss right after a CJK character: 設(shè), 訪(fǎng), 访(fang3). We require a tone
 # mark or a tone digit so that ordinary bracketed Latin text ("微信(WeChat)") is kept.

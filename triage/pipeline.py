@@ -22,7 +22,15 @@ from triage.registry import LoadedModel, load_model
 from triage.repeat import RepeatIndex
 from triage.routing import RoutingTable, decide, load_table
 
-__all__ = ["Candidate", "PetitionInput", "SimilarCase", "Triage", "TriageResult", "check_text"]
+__all__ = [
+    "Candidate",
+    "PetitionInput",
+    "SimilarCase",
+    "Triage",
+    "TriageResult",
+    "check_text",
+    "repeat_index_from_store",
+]
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
 
@@ -112,6 +120,16 @@ def check_text(text: object, title: object = "", max_length: int | None = None) 
         raise InputError("text contains no Chinese characters; triage reads Chinese petitions")
 
 
+def repeat_index_from_store(url: str) -> RepeatIndex:
+    """A repeat index over every case in the store at SQLAlchemy ``url`` (the history)."""
+    from triage.store import Store
+
+    store = Store(url)
+    index = RepeatIndex()
+    index.add_many((c.id, prepare_text(c.text, c.title)) for c in store.iter_cases())
+    return index
+
+
 class Triage:
     """A loaded model plus routing table (plus repeat index): the classify entry point."""
 
@@ -137,7 +155,7 @@ class Triage:
         models_dir: str | Path | None = None,
         max_similar: int = 5,
     ) -> Triage:
-        """Load the model (default: the registry's current) and routing table (default: packaged)."""
+        """Load a model (default: the registry's current) and routing table (default: packaged)."""
         return cls(load_model(model, models_dir), load_table(routing), repeat_index, max_similar)
 
     @property

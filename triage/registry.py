@@ -59,6 +59,7 @@ REGISTRY = "registry.json"
 TRUSTED_TYPES: tuple[str, ...] = (
     "triage.model.PetitionClassifier",
     "triage.features.TextFeatures",
+    "sklearn.linear_model._logistic.LogisticRegression",
     "numpy.dtype",
     "numpy.ndarray",
     "numpy.float32",
@@ -132,7 +133,9 @@ def save_model(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git_commit": _git_commit(),
         "labels": [str(c) for c in estimator.classes_],
-        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in estimator.get_params().items()},
+        "params": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in estimator.get_params().items()
+        },
         "libraries": library_versions(),
     }
     meta.update(metadata or {})
@@ -232,7 +235,9 @@ def list_versions(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
     root = _models_dir(models_dir)
     current = current_version(root)
     out = []
-    for folder in sorted(p for p in root.iterdir() if (p / METADATA).is_file()) if root.is_dir() else []:
+    for folder in (
+        sorted(p for p in root.iterdir() if (p / METADATA).is_file()) if root.is_dir() else []
+    ):
         try:
             meta = json.loads((folder / METADATA).read_text("utf-8"))
         except ValueError:
@@ -247,7 +252,9 @@ def current_version(models_dir: str | Path | None = None) -> str:
     return str(_read_registry(_models_dir(models_dir)).get("current", "default"))
 
 
-def resolve_model_path(path: str | Path | None = None, models_dir: str | Path | None = None) -> Path:
+def resolve_model_path(
+    path: str | Path | None = None, models_dir: str | Path | None = None
+) -> Path:
     """A model folder from an explicit path, a version name, or the registry's current."""
     if path is not None:
         p = Path(path)

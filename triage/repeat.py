@@ -589,6 +589,8 @@ class RepeatIndex:
     ) -> list[tuple[str, float]]:
         """Earlier cases similar to ``text``: up to ``k`` ``(case_id, similarity)``, best first."""
         threshold = self.threshold if threshold is None else threshold
+        if k <= 0:
+            return []
         canon = canonical(text)
         with self._lock:  # a consistent snapshot; the search itself runs unlocked
             segments = self._segments

@@ -18,7 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRIAGE_", env_file=".env", extra="ignore")
 
     models_dir: Path = Field(
-        default=PROJECT_ROOT / "models", description="Model registry folder (versions + registry.json)."
+        default=PROJECT_ROOT / "models",
+        description="Model registry folder (versions + registry.json).",
     )
     model_path: Path | None = Field(
         default=None, description="Serve this model folder instead of the registry's current one."
@@ -39,7 +40,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=1_000, gt=0, description="Items per batch request.")
     cors_origins: list[str] = Field(default_factory=list)
     segmenter: str = Field(default="auto", description="auto, rjieba or jieba.")
-    similar_cases: int = Field(default=5, ge=0, description="How many similar earlier cases to return.")
+    similar_cases: int = Field(
+        default=5, ge=0, description="How many similar earlier cases to return."
+    )
     # --- HTTP service (triage/api) ---
     api_threads: int = Field(
         default=4, ge=1, le=64, description="Worker threads that classify requests in the API."

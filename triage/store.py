@@ -359,6 +359,14 @@ class Store:
             for row in result:
                 yield _case_from_row(row)
 
+    def case_ids(self, since: datetime | None = None) -> list[tuple[str, datetime]]:
+        """``(id, created_at)`` of every case (stored after ``since`` if given), oldest first."""
+        query = select(cases.c.id, cases.c.created_at).order_by(cases.c.created_at, cases.c.id)
+        if since is not None:
+            query = query.where(cases.c.created_at > since.astimezone(timezone.utc))
+        with self.engine.connect() as conn:
+            return [(row[0], _aware(row[1])) for row in conn.execute(query)]
+
     def add_feedback(
         self, case_id: str, label: str, department: str | None = None, user: str | None = None
     ) -> int:

@@ -8,18 +8,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from triage.dataset import LabelledData, load_labelled
 from triage.evaluate import cross_validate
-from triage.model import PetitionClassifier, fit_temperature
+from triage.model import PetitionClassifier
 from triage.registry import file_sha256, save_model
 from triage.segment import get_segmenter
 
 __all__ = ["DEFAULT_PARAMS", "train_and_save"]
 
 #: Hyper-parameters of the shipped model, chosen by cross-validation (data/README.md).
-DEFAULT_PARAMS: dict[str, Any] = {"C": 1.0, "class_weight": "balanced", "abstain_threshold": 0.45}
+DEFAULT_PARAMS: dict[str, Any] = {
+    "C": 1.0,
+    "class_weight": "balanced",
+    "stack_class_weight": "sqrt",
+    "abstain_threshold": 0.45,
+}
 
 
 def _provenance(data: LabelledData) -> dict[str, Any]:
@@ -49,28 +52,26 @@ def train_and_save(
     estimator = PetitionClassifier(**{**DEFAULT_PARAMS, **(params or {})})
     extra_texts = [t for d in extra for t in d.texts]
     extra_labels = [lbl for d in extra for lbl in d.labels]
-    metrics, oof = None, None
+    metrics = None
     if folds >= 2:
-        progress(f"cross-validating ({folds} folds) on {len(data.texts):,} rows"
-                 + (f" + {len(extra_texts):,} extra training rows" if extra_texts else ""))
-        metrics, _, oof = cross_validate(
-            estimator, data.texts, data.labels, extra_texts, extra_labels, folds=folds,
+        progress(
+            f"cross-validating ({folds} folds) on {len(data.texts):,} rows"
+            + (f" + {len(extra_texts):,} extra training rows" if extra_texts else "")
+        )
+        metrics, _, _ = cross_validate(
+            estimator,
+            data.texts,
+            data.labels,
+            extra_texts,
+            extra_labels,
+            folds=folds,
             progress=lambda k, n: progress(f"  fold {k}/{n} done"),
         )
     progress("fitting the final model on all rows")
     t_fit = time.perf_counter()
     all_labels = data.labels + extra_labels
     analyzed = estimator.analyze(data.texts + extra_texts)
-    if oof is None:
-        estimator.fit_analyzed(analyzed, all_labels)
-    else:
-        # Calibrate on the real rows' out-of-fold scores from the cross-validation above:
-        # no extra fits, and the temperature reflects real petitions, not written ones.
-        estimator.fit_analyzed(analyzed, all_labels, calibrate=False)
-        classes = np.array(sorted(set(data.labels) | set(extra_labels)), dtype=object)
-        if list(classes) != list(estimator.classes_):  # pragma: no cover - same label sets
-            raise AssertionError("cross-validation and final model disagree on the label set")
-        estimator.temperature_ = fit_temperature(oof, np.searchsorted(classes, data.labels))
+    estimator.fit_analyzed(analyzed, all_labels)
     fit_seconds = time.perf_counter() - t_fit
     meta: dict[str, Any] = {
         "version": version or Path(out_dir).name,
@@ -88,8 +89,11 @@ def train_and_save(
 
 
 def load_training_files(
-    path: str | Path, extra: Sequence[str | Path] = (), text_col: str | None = None,
-    title_col: str | None = None, label_col: str | None = None,
+    path: str | Path,
+    extra: Sequence[str | Path] = (),
+    text_col: str | None = None,
+    title_col: str | None = None,
+    label_col: str | None = None,
 ) -> tuple[LabelledData, list[LabelledData]]:
     """The main labelled file and any extra training-only files (same column options)."""
     main = load_labelled(path, text_col, title_col, label_col)

@@ -1,4 +1,9 @@
-"""Service state and the typed dependencies the routes declare (``SettingsDep``, ``StoreDep``...).
+"""Service state, its background machinery, and the typed dependencies routes declare.
+
+:class:`ServiceState` holds settings, store, the served model and metrics;
+:class:`Batcher` classifies concurrent requests together; :class:`IndexFollower` keeps the
+repeat index in step with the store. Routes declare ``SettingsDep``, ``StoreDep``,
+``PipelineDep``, ``ModelDep`` and ``ApiKeyDep``.
 
 The state lives on ``app.state.service`` (one :class:`ServiceState` per app), so several apps
 with different settings can coexist in one process (tests do).
@@ -100,20 +105,20 @@ class IndexFollower:
         """Index the cases stored since the last sync (all of them the first time)."""
         with self._sync_lock:
             since = self._since - self.MARGIN if self._since else None
-            newest, added = self._since, 0
-            batch: list[tuple[str, str]] = []
-            for case in self.store.iter_cases(since=since):
-                newest = max(newest, case.created_at) if newest else case.created_at
-                if case.id not in self.index:
-                    batch.append((case.id, self.text_of(case.title, case.text)))
-                if len(batch) >= 5_000:
-                    self.index.add_many(batch)
-                    added, batch = added + len(batch), []
-            if batch:
-                self.index.add_many(batch)
-                added += len(batch)
-            self._since = newest
-            return added
+            seen = self.store.case_ids(since)
+            # Cases in the margin were mostly indexed last time: only new ones are read.
+            new = [case_id for case_id, _ in seen if case_id not in self.index]
+            for start in range(0, len(new), 1_000):
+                chunk = new[start : start + 1_000]
+                records = self.store.get_cases(chunk)
+                self.index.add_many(
+                    (cid, self.text_of(records[cid].title, records[cid].text))
+                    for cid in chunk
+                    if cid in records
+                )
+            if seen:
+                self._since = max(self._since or seen[-1][1], seen[-1][1])
+            return len(new)
 
     def start(self) -> None:
         self._thread.start()
@@ -164,8 +169,10 @@ class Batcher:
         process: Callable[[ModelSlot, list[Any]], list[Any]],
         threads: int = 1,
         max_batch: int = 32,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         self.process = process
+        self.on_batch = on_batch
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
@@ -209,6 +216,8 @@ class Batcher:
         for job in jobs:
             groups.setdefault(id(job.slot), []).append(job)
         for group in groups.values():
+            if self.on_batch is not None:
+                self.on_batch(len(group))
             try:
                 results: list[Any] = self.process(group[0].slot, [j.item for j in group])
             except Exception as exc:  # e.g. the database is gone: every request gets it

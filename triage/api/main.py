@@ -97,10 +97,18 @@ WARM_UP_TEXT = "村里征地补偿款至今没有发放到农户手中，请求�
 
 
 def _warm_up(pipeline: Pipeline) -> None:
+    """Classify one petition; a model that crashes on it (an artefact from an incompatible
+    version of the code, say) is refused here instead of answering 500 to every request."""
     try:
         pipeline.classify(WARM_UP_TEXT, title="征地补偿")
-    except Exception as exc:  # a pipeline that refuses this text still serves others
-        log.warning("model warm-up failed: %s: %s", type(exc).__name__, exc)
+    except TriageError as exc:  # a pipeline that refuses this text still serves others
+        log.warning("model warm-up: %s: %s", type(exc).__name__, exc)
+    except Exception as exc:
+        log.exception("model warm-up failed")
+        raise ModelError(
+            f"the model fails on a test petition ({type(exc).__name__}: {exc}); "
+            "is it from another version of triage? retrain it"
+        ) from exc
 
 
 def build_slot(state: ServiceState) -> ModelSlot:
@@ -121,23 +129,12 @@ def build_slot(state: ServiceState) -> ModelSlot:
     )
 
 
-def _load_table(settings: Settings) -> Any:
-    try:
-        from triage.routing import load_table
-    except ImportError:
-        return None
-    return load_table(settings.routing_table)
-
-
 def _follow_store(state: ServiceState) -> IndexFollower | None:
     """A repeat index over every stored case, kept up to date in the background."""
     if not state.settings.repeat_detection:
         return None
-    try:
-        from triage.repeat import RepeatIndex
-    except ImportError:
-        log.warning("triage.repeat is not available: similar earlier cases are off")
-        return None
+    from triage.repeat import RepeatIndex
+
     assert state.store is not None
     follower = IndexFollower(RepeatIndex(), state.store, index_text)
     follower.sync()
@@ -148,13 +145,13 @@ def _follow_store(state: ServiceState) -> IndexFollower | None:
 
 def _start(state: ServiceState) -> None:
     """Open the store, build the repeat index, load table and model (blocking; at start-up)."""
+    from triage.routing import load_table
     from triage.store import Store
 
     settings = state.settings
     state.store = Store(settings.database_url, mask=settings.mask_personal_data)
-    state.table = _load_table(settings)
-    if state.table is not None:
-        state.known_labels = frozenset(state.table.issue_types)
+    state.table = load_table(settings.routing_table)  # a broken table stops the start-up
+    state.known_labels = frozenset(state.table.issue_types)
     state.indexer = _follow_store(state)
     state.repeat_index = state.indexer.index if state.indexer is not None else None
     try:
@@ -164,10 +161,6 @@ def _start(state: ServiceState) -> None:
         # Keep the service up (health says 503) so the model can be fixed and reloaded.
         state.load_error = str(exc)
         log.error("no model loaded: %s", exc)
-    if state.table is None and state.slot is not None:
-        state.table = getattr(state.slot.pipeline, "table", None)
-        if state.table is not None:
-            state.known_labels = frozenset(state.table.issue_types)
 
 
 @asynccontextmanager
@@ -177,7 +170,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     state.limiter = anyio.CapacityLimiter(state.settings.api_threads)
     state.reload_lock = asyncio.Lock()
     await anyio.to_thread.run_sync(_start, state)
-    state.batcher = Batcher(functools.partial(process, state), threads=state.settings.api_threads)
+    state.batcher = Batcher(
+        functools.partial(process, state),
+        threads=state.settings.api_threads,
+        on_batch=state.metrics.count_batch,
+    )
     state.batcher.start()
     try:
         yield

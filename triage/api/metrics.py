@@ -53,6 +53,8 @@ class Metrics:
         self._predictions: dict[str, int] = {}
         self._needs_review = 0
         self._feedback = 0
+        self._batches = 0
+        self._batched = 0
         self.started = time.time()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -75,6 +77,12 @@ class Metrics:
             self._predictions[label] = self._predictions.get(label, 0) + 1
             self._needs_review += bool(needs_review)
 
+    def count_batch(self, size: int) -> None:
+        """Count one micro-batch of ``size`` petitions classified together."""
+        with self._lock:
+            self._batches += 1
+            self._batched += size
+
     def count_feedback(self) -> None:
         """Count one stored correction."""
         with self._lock:
@@ -87,6 +95,7 @@ class Metrics:
             latency = {k: (list(c), s, n) for k, (c, s, n) in self._latency.items()}
             predictions = dict(self._predictions)
             needs_review, feedback = self._needs_review, self._feedback
+            batches, batched = self._batches, self._batched
         out: list[str] = []
 
         def family(name: str, kind: str, help_text: str) -> None:
@@ -115,6 +124,10 @@ class Metrics:
         out.append(f"triage_needs_review_total {needs_review}")
         family("triage_feedback_total", "counter", "Clerk corrections stored.")
         out.append(f"triage_feedback_total {feedback}")
+        family("triage_classify_batches_total", "counter", "Micro-batches of /v1/classify.")
+        out.append(f"triage_classify_batches_total {batches}")
+        family("triage_classify_batched_total", "counter", "Petitions classified in micro-batches.")
+        out.append(f"triage_classify_batched_total {batched}")
         family("triage_process_start_time_seconds", "gauge", "Start time (Unix seconds).")
         out.append(f"triage_process_start_time_seconds {self.started!r}")
         if info is not None:

@@ -17,7 +17,9 @@ import anyio
 from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
-from triage.errors import InputError, NotFoundError, TextTooLongError, TriageError
+from triage.errors import InputError, TextTooLongError, TriageError
+from triage.features import prepare_text
+from triage.pipeline import PetitionInput, Triage
 from triage.store import CaseRecord
 
 from .deps import (
@@ -75,12 +77,6 @@ def _check_lengths(text: str, title: str, max_length: int) -> None:
 
 def index_text(title: str, text: str) -> str:
     """A stored case as the repeat index holds it: the form the pipeline queries with."""
-    try:
-        from triage.features import prepare_text
-    except ImportError:  # pragma: no cover - before the feature module existed
-        from triage.normalize import normalize
-
-        return normalize(f"{title}。{text}" if title else text)
     return prepare_text(text, title)
 
 
@@ -110,11 +106,7 @@ def _classify_items(
     The real pipeline classifies all items in one vectorised call (``classify_many``), which
     costs a fraction per item of classifying them one by one; other pipelines go item by item.
     """
-    try:
-        from triage.pipeline import PetitionInput, Triage
-    except ImportError:  # pragma: no cover - before the pipeline module existed
-        Triage = None  # type: ignore[assignment,misc]  # noqa: N806
-    if Triage is not None and isinstance(slot.pipeline, Triage) and len(items) > 1:
+    if isinstance(slot.pipeline, Triage) and len(items) > 1:
         inputs = [
             PetitionInput(i.text or "", i.title or "", i.received_at, i.channel, i.region)
             for i in items
@@ -356,12 +348,7 @@ async def reload_model(state: StateDep, _user: ApiKeyDep) -> dict[str, Any]:
 @router.get("/v1/taxonomy", response_model=TaxonomyOut, responses=_errors(503), tags=["model"])
 async def taxonomy(state: StateDep) -> dict[str, Any]:
     """Issue types, departments and channels, for pick lists."""
-    table = state.table
-    if table is None and state.slot is not None:
-        table = getattr(state.slot.pipeline, "table", None)
-    if table is None:
-        raise NotFoundError("no routing table is loaded")
-    return taxonomy_of(table)
+    return taxonomy_of(state.table)
 
 
 def taxonomy_of(table: Any) -> dict[str, Any]:

@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--text-col", default=None)
     p.add_argument("--title-col", default=None)
     p.add_argument("--label-col", default=None)
-    p.add_argument("--report", default=None, metavar="DIR", help="write metrics.json and confusion_matrix.png")
+    p.add_argument(
+        "--report", default=None, metavar="DIR", help="write metrics.json and confusion_matrix.png"
+    )
     p.add_argument("--json", action="store_true", help="print metrics as JSON instead of a table")
     p.set_defaults(func=run)
 
