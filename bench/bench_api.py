@@ -332,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
         proc = None
         if args.url:
             base_url = args.url.rstrip("/")
+            health = httpx.get(f"{base_url}/healthz", timeout=10)
+            if health.status_code != 200:
+                raise SystemExit(f"server at {base_url} is not healthy: {health.text}")
         else:
             proc, base_url = start_server(args, Path(tmp))
         try:

@@ -10,8 +10,11 @@ a hash maps to its column with one ``searchsorted``. 64-bit hashes make collisio
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Sequence
 from hashlib import blake2b as _blake2b
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from triage.errors import InputError
 from triage.normalize import normalize
-from triage.segment import tokenize
+from triage.segment import get_segmenter
 
 __all__ = ["Analyzed", "TextFeatures", "char_ngram_hashes", "prepare_text", "word_hashes"]
 
@@ -85,24 +88,36 @@ def char_ngram_hashes(docs: Sequence[str], ngram_range: tuple[int, int] = (1, 3)
     return np.concatenate(rows), np.concatenate(hashes)
 
 
-_token_cache: dict[str, int] = {}
+class _TokenHashes(dict):  # type: ignore[type-arg]
+    """``token → 64-bit hash``; a miss computes and (while there is room) stores it."""
+
+    def __missing__(self, token: str) -> int:
+        h = _token_hash(token)
+        if len(self) < _TOKEN_CACHE_MAX:
+            self[token] = h
+        return h
+
+
+_token_cache = _TokenHashes()
 _TOKEN_CACHE_MAX = 2_000_000
 
 
 def _token_hash(token: str) -> int:
     # blake2b is stable across processes (unlike hash()) and fast for short strings.
-    h = int.from_bytes(_blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
-    if len(_token_cache) < _TOKEN_CACHE_MAX:
-        _token_cache[token] = h
-    return h
+    return int.from_bytes(_blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def word_hashes(token_lists: Sequence[Sequence[str]], bigrams: bool = True) -> Analyzed:
     """Hashes of word unigrams (and adjacent bigrams) of pre-tokenised docs, with doc index."""
-    cache = _token_cache
-    flat = [cache.get(t) or _token_hash(t) for toks in token_lists for t in toks]
     lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(token_lists))
-    uni = np.array(flat, dtype=np.uint64)
+    total = int(lengths.sum())
+    # One C-level pass (map over a dict lookup) instead of a Python loop over every token;
+    # the tokens' string hashes are already cached from segmentation.
+    uni = np.fromiter(
+        map(_token_cache.__getitem__, chain.from_iterable(token_lists)),
+        dtype=np.uint64,
+        count=total,
+    )
     doc_of = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
     if not bigrams or len(uni) < 2:
         return doc_of, uni
@@ -112,15 +127,103 @@ def word_hashes(token_lists: Sequence[Sequence[str]], bigrams: bool = True) -> A
     return np.concatenate([doc_of, doc_of[1:][same]]), np.concatenate([uni, bi])
 
 
+# -- hash → column lookups ----------------------------------------------------------------
+# A sorted array of uniformly distributed 64-bit hashes is indexed by its top bits: bucket
+# ``b`` starts at ``starts[b]`` and holds about half a hash, so a lookup is two gathers
+# instead of the ~20 cache-missing steps of a binary search (``searchsorted`` was the top
+# item of the prediction profile). Keys of later buckets are larger, so a walk that starts
+# at ``starts[b]`` and stops at the first key ≥ the query never leaves bucket ``b``.
+_MAX_U64 = np.uint64(2**64 - 1)
+_index_cache: dict[int, tuple[weakref.ref, int, np.ndarray, np.ndarray]] = {}  # type: ignore[type-arg]
+_index_lock = threading.Lock()
+
+
+def _bucket_index(keys: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(shift, bucket starts, keys + a max sentinel) of a sorted uint64 array, cached."""
+    entry = _index_cache.get(id(keys))
+    if entry is not None and entry[0]() is keys:
+        return entry[1], entry[2], entry[3]
+    bits = len(keys).bit_length() + 1  # twice as many buckets as keys
+    shift = 64 - bits
+    counts = np.bincount((keys >> np.uint64(shift)).astype(np.intp), minlength=1 << bits)
+    starts = np.zeros(1 << bits, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    padded = np.append(keys, _MAX_U64)  # a walk that runs off the end stops here
+    key = id(keys)
+    ref = weakref.ref(keys, lambda _: _index_cache.pop(key, None))  # evicted with the array
+    with _index_lock:
+        _index_cache[key] = (ref, shift, starts, padded)
+    return shift, starts, padded
+
+
+def _lookup(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each query in the sorted unique ``keys`` and whether it is there.
+
+    Equal to ``np.searchsorted(keys, queries)`` wherever the returned mask is true.
+    """
+    if len(keys) == 0 or len(queries) == 0:
+        return np.zeros(len(queries), dtype=np.intp), np.zeros(len(queries), dtype=bool)
+    shift, starts, padded = _bucket_index(keys)
+    pos = starts[queries >> np.uint64(shift)]
+    k = padded[pos]
+    found = k == queries
+    active = np.flatnonzero(k < queries)  # walk these forward through their bucket
+    while len(active):
+        p = pos[active] + 1
+        pos[active] = p
+        k = padded[p]
+        q = queries[active]
+        found[active] = k == q
+        active = active[k < q]
+    found &= pos < len(keys)  # a query equal to the sentinel
+    return pos, found
+
+
+def _unique_pairs(
+    rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Distinct (row, col) pairs sorted by row then col, with their multiplicity.
+
+    Packs each pair into one uint64 and sorts that (NumPy's SIMD sort, several times faster
+    than ``lexsort`` or SciPy's per-row sort). ``None`` when the pair does not fit 64 bits.
+    """
+    col_bits = max(1, int(n_cols).bit_length())
+    if max(1, int(n_rows).bit_length()) + col_bits > 64:
+        return None
+    key = (rows.astype(np.uint64) << np.uint64(col_bits)) | cols.astype(np.uint64)
+    key.sort()
+    first = np.empty(len(key), dtype=bool)
+    first[:1] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    at = np.flatnonzero(first)
+    counts = np.diff(np.append(at, len(key)))
+    ukey = key[at]
+    u_rows = (ukey >> np.uint64(col_bits)).astype(np.intp)
+    u_cols = (ukey & np.uint64((1 << col_bits) - 1)).astype(np.intp)
+    return u_rows, u_cols, counts
+
+
 def _fit_view(
     rows: np.ndarray, hashes: np.ndarray, n_docs: int, min_df: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sorted hashes kept (document frequency ≥ ``min_df``) and their smoothed IDF."""
-    order = np.lexsort((rows, hashes))
-    h, r = hashes[order], rows[order]
-    first = np.ones(len(h), dtype=bool)  # first occurrence of each (hash, doc) pair
-    first[1:] = (h[1:] != h[:-1]) | (r[1:] != r[:-1])
-    uniq, df = np.unique(h[first], return_counts=True)
+    # np.unique is hash-based and slow here; NumPy's SIMD sort of the hashes alone is not.
+    uniq = np.sort(hashes)
+    if len(uniq):
+        distinct = np.empty(len(uniq), dtype=bool)
+        distinct[0] = True
+        np.not_equal(uniq[1:], uniq[:-1], out=distinct[1:])
+        uniq = uniq[distinct]
+    ids, _ = _lookup(uniq, hashes)
+    pairs = _unique_pairs(rows, ids, n_docs, len(uniq))
+    if pairs is None:  # pragma: no cover - beyond 2**64 (docs x n-grams)
+        order = np.lexsort((rows, hashes))
+        h, r = hashes[order], rows[order]
+        first = np.ones(len(h), dtype=bool)  # first occurrence of each (hash, doc) pair
+        first[1:] = (h[1:] != h[:-1]) | (r[1:] != r[:-1])
+        uniq, df = np.unique(h[first], return_counts=True)
+    else:
+        df = np.bincount(pairs[1], minlength=len(uniq))
     kept = df >= min_df
     idf = np.log((1 + n_docs) / (1 + df[kept])) + 1.0
     return uniq[kept], idf.astype(np.float32)
@@ -132,14 +235,24 @@ def _transform_view(
     """Sublinear TF × IDF, L2-normalised rows, over the kept hashes."""
     if len(vocab) == 0 or len(hashes) == 0:
         return sp.csr_matrix((n_docs, len(vocab)), dtype=np.float32)
-    col = np.searchsorted(vocab, hashes)
-    col[col == len(vocab)] = 0
-    hit = vocab[col] == hashes
-    counts = sp.csr_matrix(
-        (np.ones(int(hit.sum()), dtype=np.float32), (rows[hit], col[hit])),
-        shape=(n_docs, len(vocab)),
-    )
-    counts.sum_duplicates()
+    col, hit = _lookup(vocab, hashes)
+    pairs = _unique_pairs(rows[hit], col[hit], n_docs, len(vocab))
+    if pairs is None:  # pragma: no cover - beyond 2**64 (docs x columns)
+        counts = sp.csr_matrix(
+            (np.ones(int(hit.sum()), dtype=np.float32), (rows[hit], col[hit])),
+            shape=(n_docs, len(vocab)),
+        )
+        counts.sum_duplicates()
+    else:
+        # Built directly in canonical form (sorted, summed): what SciPy's COO → CSR
+        # conversion and sum_duplicates produce, bit for bit, without their per-row sorts.
+        u_rows, u_cols, n = pairs
+        indptr = np.zeros(n_docs + 1, dtype=np.intp)
+        np.cumsum(np.bincount(u_rows, minlength=n_docs), out=indptr[1:])
+        counts = sp.csr_matrix(
+            (n.astype(np.float32), u_cols, indptr), shape=(n_docs, len(vocab))
+        )
+        counts.has_canonical_format = True
     counts.data = (np.log(counts.data) + 1.0) * idf[counts.indices]
     norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
@@ -181,7 +294,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
                 "TextFeatures expects a sequence of texts, got a single str; wrap it in a list"
             )
         docs = [d if isinstance(d, str) else "" for d in docs]
-        words = word_hashes([tokenize(d) for d in docs], self.word_bigrams)
+        words = word_hashes(list(map(get_segmenter().tokens, docs)), self.word_bigrams)
         chars = char_ngram_hashes(docs, tuple(self.char_ngram_range))
         return words, chars, len(docs)
 

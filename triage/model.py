@@ -14,9 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.svm import LinearSVC
 from sklearn.utils.validation import check_is_fitted
 
 from triage.errors import InputError
@@ -102,7 +99,11 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
             char_weight=self.char_weight,
         )
 
-    def _svm(self) -> LinearSVC:
+    def _svm(self):  # type: ignore[no-untyped-def]
+        # Imported here, not at module level: loading a model to predict needs neither the
+        # SVM nor the optimisers, and importing them costs a large part of cold start.
+        from sklearn.svm import LinearSVC
+
         return LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
 
     def analyze(self, X: Sequence[str]) -> AnalyzedDocs:
@@ -153,9 +154,18 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         # The calibrator sees every class's SVM score at once, so besides turning scores into
         # probabilities it learns how classes trade off (a rare land class whose score is
         # close to urban_housing's is often the right answer): +1.5 points macro-F1 in CV.
-        self.calibrator_ = LogisticRegression(
+        from sklearn.linear_model import LogisticRegression
+
+        calibrator = LogisticRegression(
             C=self.stack_C, class_weight=self._stack_weights(y), max_iter=2000
         ).fit(oof_scores, y)
+        # Keep only the calibrator's arrays: the artefact then holds no sklearn estimator,
+        # and loading it for prediction does not import sklearn.linear_model.
+        coef, intercept = calibrator.coef_.astype(np.float64), calibrator.intercept_.astype(float)
+        if len(classes) == 2:  # binary: sigmoid(w·s + b) is a softmax over [0, w·s + b]
+            coef = np.vstack([np.zeros_like(coef), coef])
+            intercept = np.concatenate([[0.0], intercept])
+        self.calibrator_coef_, self.calibrator_intercept_ = coef, intercept
         self.n_features_in_ = 1
         return self
 
@@ -175,6 +185,8 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
         """Decision values of every training row from a model that did not see it."""
         counts = {c: int((y == c).sum()) for c in self.classes_}
         folds = max(2, min(self.calibration_folds, max(counts.values())))
+        from sklearn.model_selection import StratifiedKFold
+
         cv = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
         # Classes rarer than the fold count still land in some training folds; a fold that
         # lacks a class scores it very low, which is what a model that never saw it would do.
@@ -201,7 +213,12 @@ class PetitionClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba_analyzed(self, analyzed: AnalyzedDocs) -> np.ndarray:
         """Calibrated probabilities of analysed docs, columns in ``classes_`` order."""
-        return self.calibrator_.predict_proba(self.decision_function_analyzed(analyzed))
+        z = self.decision_function_analyzed(analyzed) @ self.calibrator_coef_.T
+        z += self.calibrator_intercept_
+        z -= z.max(axis=1, keepdims=True)  # softmax, stable for large scores
+        np.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
 
     def decision_function(self, X: Sequence[str]) -> np.ndarray:
         """Raw SVM scores of raw texts."""

@@ -59,7 +59,6 @@ REGISTRY = "registry.json"
 TRUSTED_TYPES: tuple[str, ...] = (
     "triage.model.PetitionClassifier",
     "triage.features.TextFeatures",
-    "sklearn.linear_model._logistic.LogisticRegression",
     "numpy.dtype",
     "numpy.ndarray",
     "numpy.float32",
@@ -145,6 +144,7 @@ def save_model(
         sio.dump(estimator, tmp / ARTEFACT, compression=8)  # zipfile.ZIP_DEFLATED
         meta["artefact_sha256"] = file_sha256(tmp / ARTEFACT)
         (tmp / METADATA).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", "utf-8")
+        tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

@@ -205,7 +205,8 @@ class Segmenter:
         # ``_known``, so a thread that sees a token as known also sees its verdict.
         self._known: set[str] = set()
         self._drop: set[str] = set()
-        self._resplit: dict[str, list[str]] = {}  # token -> pieces, in texts with a hint
+        self._checked: set[str] = set()  # tokens of texts with a re-split hint, judged
+        self._resplit: dict[str, list[str]] = {}  # those of them jieba-rs must re-split
 
     @staticmethod
     def _build_jieba(entries: Iterable[tuple[str, int, str]]) -> Callable[[str], list[str]]:
@@ -239,13 +240,13 @@ class Segmenter:
     def _learn(self, tokens: Iterable[str]) -> bool:
         """Record whether unseen ``tokens`` are content; False when the table is full."""
         known, drop = self._known, self._drop
-        for token in tokens:
-            if token not in known:
-                if len(known) >= _TABLE_MAX:
-                    return False
-                if not self._is_content(token):
-                    drop.add(token)
-                known.add(token)
+        new = set(tokens).difference(known)
+        if len(known) + len(new) > _TABLE_MAX:
+            return False
+        for token in new:
+            if not self._is_content(token):
+                drop.add(token)
+            known.add(token)
         return True
 
     def _cut_raw(self, text: str) -> list[str]:
@@ -266,14 +267,23 @@ class Segmenter:
         # re-split and no per-token Python work at all.
         if self._has_word is None or not _RESPLIT_HINT.search(text):
             return raw
-        table, out = self._resplit, []
+        # C-level set passes: judge only the tokens never seen before, re-split only when
+        # one of the tokens needs it (one text in nine).
+        seen, checked, resplit = set(raw), self._checked, self._resplit
+        new = seen - checked
+        if len(checked) + len(new) > _TABLE_MAX:  # table full: judge each token
+            return [p for t in raw for p in self._pieces(t)]
+        for token in new:
+            pieces = self._pieces(token)
+            if len(pieces) > 1:
+                resplit[token] = pieces  # before ``checked``, for concurrent readers
+            checked.add(token)
+        if resplit.keys().isdisjoint(seen):
+            return raw
+        out: list[str] = []
         for token in raw:
-            pieces = table.get(token)
+            pieces = resplit.get(token)
             if pieces is None:
-                pieces = self._pieces(token)
-                if len(table) < _TABLE_MAX:
-                    table[token] = pieces
-            if len(pieces) == 1:
                 out.append(token)
             else:
                 out.extend(pieces)

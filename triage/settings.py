@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     # --- HTTP service (triage/api) ---
     api_threads: int = Field(
-        default=4, ge=1, le=64, description="Worker threads that classify requests in the API."
+        default=2, ge=1, le=64, description="Worker threads that classify requests in the API."
     )
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Largest request body the API reads (413)."

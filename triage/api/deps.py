@@ -291,6 +291,12 @@ class ServiceState:
     reload_lock: Any = None  # asyncio.Lock: one reload at a time
     known_labels: frozenset[str] = field(default_factory=frozenset)
 
+    def use_table(self, table: Any) -> None:
+        """Serve this routing table's taxonomy (None: keep the current one)."""
+        if table is not None and getattr(table, "issue_types", None) is not None:
+            self.table = table
+            self.known_labels = frozenset(table.issue_types)
+
 
 async def get_state(request: Request) -> ServiceState:
     """The app's :class:`ServiceState`."""

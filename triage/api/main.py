@@ -150,8 +150,7 @@ def _start(state: ServiceState) -> None:
 
     settings = state.settings
     state.store = Store(settings.database_url, mask=settings.mask_personal_data)
-    state.table = load_table(settings.routing_table)  # a broken table stops the start-up
-    state.known_labels = frozenset(state.table.issue_types)
+    state.use_table(load_table(settings.routing_table))  # a broken table stops the start-up
     state.indexer = _follow_store(state)
     state.repeat_index = state.indexer.index if state.indexer is not None else None
     try:
@@ -215,8 +214,8 @@ def _readable(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TriageError)
     async def triage_error(_request: Request, exc: TriageError) -> JSONResponse:
-        if exc.status_code >= 500:
-            log.error("%s: %s", type(exc).__name__, exc)
+        if exc.status_code >= 500:  # a known server-side condition, e.g. no model loaded
+            log.warning("%s: %s", type(exc).__name__, exc)
         return _error(exc.status_code, type(exc).__name__, str(exc))
 
     @app.exception_handler(RequestValidationError)

@@ -1,8 +1,10 @@
-"""HTTP endpoints. Handlers are thin: validate, run the blocking work in the pool, answer.
+"""HTTP endpoints. Handlers are thin: validate on the event loop, hand the blocking work to
+worker threads, answer.
 
-Classification, the store write and the repeat-index update of one request run together in
-one call on a worker thread (a bounded pool, ``settings.api_threads``) so the event loop stays
-free to accept requests, and each request costs one thread hop and one short transaction.
+The blocking work is :func:`process`: classify petitions in one vectorised call, store them
+in one transaction, describe their similar earlier cases. ``/v1/classify`` requests reach it
+through the micro-batcher (:class:`~triage.api.deps.Batcher`), ``/v1/classify/batch`` directly
+on a bounded thread pool (``settings.api_threads``); the event loop never classifies.
 """
 
 from __future__ import annotations
@@ -336,6 +338,7 @@ async def reload_model(state: StateDep, _user: ApiKeyDep) -> dict[str, Any]:
         slot = await anyio.to_thread.run_sync(build_slot, state)
         state.slot = slot  # one reference assignment: atomic for every reader
         state.load_error = None
+        state.use_table(getattr(slot.pipeline, "table", None))  # an edited table comes along
     log.info("model reloaded: %s -> %s", previous.version if previous else None, slot.version)
     return {
         "previous_version": previous.version if previous else None,
