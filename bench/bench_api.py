@@ -1,14 +1,17 @@
-"""Load benchmark of ``POST /v1/classify``: a real server process, an async httpx load generator.
+"""Load benchmark of ``POST /v1/classify``: a real server process, an async load generator.
 
-Starts ``serve.py`` on a free loopback port (one uvicorn worker, a fresh SQLite store in a
-temporary folder), waits for ``/healthz``, then drives it from this process with
-``--concurrency`` clients for ``--duration`` seconds, each sending a 300-character petition.
+Starts ``serve.py`` on a free loopback port (a fresh SQLite store in a temporary folder, the
+registry's model unless ``--model``), waits for ``/healthz``, then drives it from this process
+with ``--concurrency`` clients for ``--duration`` seconds, each sending a 300-character
+petition: real ones from ``../shared/data`` when present, else sentences of
+``data/examples`` mixed into distinct texts.
 
 By default the offered load is a fixed rate (``--rate 300`` requests/s spread over the
 clients, each client sending on a schedule); ``--rate 0`` sends as fast as the server answers
 (closed loop) to find the saturation throughput. Latency is measured per request from send to
-answer; the "corrected" p99 counts from the scheduled send time, so a stalled server cannot
-hide its queueing (coordinated omission).
+answer; the "corrected" p99 counts from the scheduled send time, so a server that falls behind
+cannot hide its queue (coordinated omission). The client is a minimal asyncio HTTP/1.1
+keep-alive client (``--client raw``) or httpx's AsyncClient (``--client httpx``).
 
     python bench/bench_api.py                      # 60 s, 32 clients, 300 req/s
     python bench/bench_api.py --rate 0 --duration 30 --json
@@ -40,6 +43,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "data" / "examples").glob("*.csv"))
+#: Real petitions (never committed); used when present, for a realistic text distribution.
+SHARED_CSVS = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
 
 
 @dataclass
@@ -50,6 +55,20 @@ class Stats:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+
+def real_petitions(paths: list[Path], length: int) -> list[str]:
+    """Distinct texts of at least ``length`` characters from CSV files, cut to ``length``."""
+    seen: dict[str, None] = {}
+    for path in paths:
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                text = (row.get("text") or "").replace("_x000D_", "").strip()
+                if len(text) >= length:
+                    seen.setdefault(text[:length])
+    texts = list(seen)
+    random.Random(7).shuffle(texts)
+    return texts
 
 
 def petitions(length: int, count: int = 20_000, seed: int = 7) -> list[str]:
@@ -244,9 +263,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
+    texts = real_petitions(args.texts, args.length) if args.texts else []
+    if not texts:
+        texts = petitions(args.length, args.pool)
+    args.source = f"{len(texts)} texts from " + (
+        ", ".join(p.name for p in args.texts) if args.texts else "data/examples sentences"
+    )
     bodies = [
-        json.dumps({"text": text, "channel": "网上"}, ensure_ascii=False).encode()
-        for text in petitions(args.length, args.pool)
+        json.dumps({"text": text, "channel": "网上"}, ensure_ascii=False).encode() for text in texts
     ]
     stats = Stats()
     limits = httpx.Limits(
@@ -310,7 +334,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="offered req/s; 0 = closed loop")
     parser.add_argument("--length", type=int, default=300, help="characters per petition (300)")
     parser.add_argument(
-        "--pool", type=int, default=20_000, help="distinct petitions to draw from (20000)"
+        "--texts",
+        type=Path,
+        nargs="*",
+        default=SHARED_CSVS,
+        help="CSV files with a text column to draw petitions from (default: ../shared/data "
+        "when present, else sentences of data/examples mixed into --pool texts)",
+    )
+    parser.add_argument(
+        "--pool", type=int, default=20_000, help="texts mixed from data/examples (20000)"
     )
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--model", type=Path, help="model folder for the started server")
@@ -321,9 +353,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--client",
-        choices=["httpx", "raw"],
-        default="httpx",
-        help="httpx (default) or a minimal asyncio HTTP/1.1 client that uses less CPU",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="raw (default): a minimal asyncio HTTP/1.1 keep-alive client; httpx: httpx's "
+        "AsyncClient, which costs about 5x the CPU per request and, on a 2-core machine, "
+        "takes that from the server being measured",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
@@ -339,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             proc, base_url = start_server(args, Path(tmp))
         try:
             model = httpx.get(f"{base_url}/v1/model", timeout=10).json().get("version")
+            load_before = os.getloadavg()[0]
             server_cpu0 = _cpu_seconds(proc.pid) if proc else None
             self0 = resource.getrusage(resource.RUSAGE_SELF)
             wall0 = time.perf_counter()
@@ -362,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             "client": args.client,
             "offered_rate_rps": args.rate or None,
             "text_length": args.length,
-            "distinct_texts": args.pool,
+            "texts": args.source,
             "server_workers": args.workers if not args.url else None,
             "server_cpu_percent": (
                 100 * (server_cpu1 - server_cpu0) / wall
@@ -372,7 +407,14 @@ def main(argv: list[str] | None = None) -> int:
             "client_cpu_percent": 100
             * ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
             / wall,
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                # Other work on the machine shares its cores: a load average near or above
+                # the core count before the run means the figures understate the server.
+                "load_average_1min_before": load_before,
+                "load_average_1min_after": os.getloadavg()[0],
+            },
         }
     )
     if args.json:
@@ -386,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{result['error_kinds'] or ''}\n"
             f"latency ms: p50 {lat['p50']:.1f}  p95 {lat['p95']:.1f}  p99 {lat['p99']:.1f}  "
             f"max {lat['max']:.1f}  (p99 from schedule {lat['p99_corrected']:.1f})\n"
+            f"texts: {args.source}; load average {load_before:.1f} before the run\n"
             f"cpu: server {result['server_cpu_percent'] or 0:.0f} %, "
             f"load generator {result['client_cpu_percent']:.0f} %  (model {model})"
         )

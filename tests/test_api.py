@@ -464,3 +464,35 @@ def test_model_that_crashes_on_warm_up_is_refused(db_url: str) -> None:
         r = client.get("/healthz")
         assert r.status_code == 503 and "fails on a test petition" in r.json()["detail"]
         assert client.post("/v1/classify", json={"text": PETITION}).status_code == 503
+
+
+def test_batcher_groups_waiting_requests() -> None:
+    import asyncio
+
+    from triage.api.deps import Batcher
+
+    gate, calls = threading.Event(), []
+
+    def process(slot: Any, items: list[Any]) -> list[Any]:
+        calls.append(list(items))
+        gate.wait(10)
+        return [ValueError(i) if i == "bad" else i.upper() for i in items]
+
+    async def run() -> list[Any]:
+        batcher = Batcher(process, threads=1)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit("slot", "a"))
+            while not calls:  # the worker is busy with "a"; the others queue up behind it
+                await asyncio.sleep(0.01)
+            rest = [asyncio.ensure_future(batcher.submit("slot", x)) for x in ("b", "bad", "c")]
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await asyncio.gather(first, *rest, return_exceptions=True)
+        finally:
+            batcher.close()
+
+    results = asyncio.run(run())
+    assert calls == [["a"], ["b", "bad", "c"]]
+    assert results[:2] == ["A", "B"] and results[3] == "C"
+    assert isinstance(results[2], ValueError)

@@ -2,9 +2,10 @@
 
 The app is ``triage.api.main.create_app`` with the real pipeline, served by uvicorn on a free
 127.0.0.1 port, with a real SQLite store in a temporary folder (seeded with two earlier
-cases). The model is the shipped one (``models/default``); while that is missing, a tiny model
-is trained here with ``triage.model`` / ``triage.registry`` from a few petitions written for
-these tests. The tests talk only to that server: any request off loopback fails them.
+cases). The model is the shipped one (``models/default``); while that is missing (or in an
+artefact format this triage no longer reads), a tiny model is trained here with
+``triage.model`` / ``triage.registry`` from a few petitions written for these tests. The
+tests talk only to that server: any request off loopback fails them.
 
 Browser tests are marked ``browser`` and skip with the reason when Playwright or
 /usr/bin/chromium is missing. Set ``TRIAGE_UPDATE_SCREENSHOT=1`` to refresh docs/screenshot.png.
@@ -111,6 +112,14 @@ def real_model_missing() -> str | None:
         return missing
     if not (DEFAULT_MODEL / "metadata.json").is_file():
         return f"the shipped default model {DEFAULT_MODEL} is not there yet (issue 2)"
+    from triage.registry import FORMAT_VERSION
+
+    meta = json.loads((DEFAULT_MODEL / "metadata.json").read_text("utf-8"))
+    if meta.get("format_version") != FORMAT_VERSION:
+        return (
+            f"the shipped default model {DEFAULT_MODEL} is in artefact format "
+            f"{meta.get('format_version')!r}, this triage reads {FORMAT_VERSION} (to be retrained)"
+        )
     return None
 
 
@@ -183,6 +192,9 @@ class Server:
     def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.db_path) as conn:
             return list(conn.execute(sql, args))
+
+    def case_ids(self) -> set[str]:
+        return {str(row[0]) for row in self.rows("SELECT id FROM cases")}
 
 
 def _free_port() -> int:
@@ -333,12 +345,28 @@ def wait_settled(page: Any) -> None:
     )
 
 
-def shown_case_id(page: Any) -> str:
+def held_case_id(page: Any) -> str | None:
+    """The case id of the result on screen: None for a preview (nothing stored yet)."""
     case_id = page.evaluate(
         "window.triagePage.state.result && window.triagePage.state.result.case_id"
     )
+    return None if case_id is None else str(case_id)
+
+
+def shown_case_id(page: Any) -> str:
+    """The case id the page registered for the result on screen (after 采纳 / 改为)."""
+    case_id = held_case_id(page)
     assert case_id, "the page holds no case id"
-    return str(case_id)
+    assert f"案件编号：{case_id}" in page.locator("#case-id").inner_text()
+    return case_id
+
+
+def assert_preview(page: Any) -> None:
+    """The result on screen is a preview: asked with store=false, no case id held."""
+    body = json.loads(page.evaluate("window.triagePage.state.resultBody"))
+    assert body.get("store") is False, body
+    assert held_case_id(page) is None
+    assert "预览" in page.locator("#case-id").inner_text()
 
 
 def top_label(page: Any) -> str:
@@ -390,6 +418,7 @@ def test_land_acquisition_suggestion_then_correction_lands_in_database(
     page = new_page(server.base_url)
     assert page.locator("#received_at").input_value() == date.today().isoformat()
     page.locator("#channel").select_option("来信")
+    cases_before = server.case_ids()
 
     typed_at = type_petition(page, LAND_TITLE, LAND_TEXT)
     top = page.locator("#candidates li").first
@@ -415,17 +444,20 @@ def test_land_acquisition_suggestion_then_correction_lands_in_database(
     collective.wait_for()
     assert "集体访" in collective.inner_text()
     assert page.locator("#mirror mark.hl-collective").count() >= 1
-    # The drafts stored while typing are not "similar earlier cases".
-    drafts = set(page.evaluate("Object.keys(window.triagePage.state.draftIds)"))
-    assert shown_case_id(page) in drafts
+    # Suggestions while typing are previews: no draft is stored as a case, so none can be
+    # listed as a "similar earlier case" either.
+    wait_settled(page)
+    assert_preview(page)
+    assert server.case_ids() == cases_before, "a draft was stored while typing"
+    assert page.evaluate("Object.keys(window.triagePage.state.draftIds)") == []
     similar = page.locator("#similar li")
     shown = {similar.nth(i).get_attribute("data-case-id") for i in range(similar.count())}
-    assert not shown & drafts, "a draft of this petition is listed as an earlier case"
+    assert shown <= cases_before, "only earlier cases are listed as similar"
+    assert not page.locator("#accept-button").is_disabled(), "a preview can be accepted"
 
     save_screenshot(page, tmp_path)
 
     wait_settled(page)
-    case_id = shown_case_id(page)
     page.locator("#change-button").click()
     page.locator("#change-label").select_option("land_title_dispute")
     department = page.locator("#change-department").input_value()
@@ -441,6 +473,10 @@ def test_land_acquisition_suggestion_then_correction_lands_in_database(
     )
     assert "土地权属争议" in message.inner_text()
 
+    # The correction registered the petition as exactly one case, the one the page holds.
+    case_id = shown_case_id(page)
+    assert server.case_ids() - cases_before == {case_id}
+    assert page.evaluate("id => window.triagePage.state.draftIds[id] === true", case_id)
     rows = server.rows(
         "SELECT f.label, f.department, c.text FROM feedback f JOIN cases c ON c.id = f.case_id "
         "WHERE f.case_id = ?",
@@ -479,12 +515,15 @@ def test_key_dialog_asks_once_and_keeps_the_key_for_the_session(
     server: Server, new_page: Any
 ) -> None:
     page = new_page(server.base_url)
+    cases_before = server.case_ids()
+    feedback_before = server.rows("SELECT count(*) FROM feedback")
     type_petition(page, LAND_TITLE, LAND_TEXT)
     wait_settled(page)
-    case_id = shown_case_id(page)
+    assert_preview(page)
     dialog = page.locator("#key-dialog")
 
-    # No key yet: 采纳 asks for it; Esc closes the dialog and nothing is sent.
+    # No key yet: 采纳 asks for it; Esc closes the dialog and nothing is sent (no case is
+    # registered and no feedback stored).
     page.locator("#accept-button").click()
     dialog.wait_for(state="visible")
     assert page.evaluate("document.activeElement.id") == "key-input"
@@ -493,7 +532,9 @@ def test_key_dialog_asks_once_and_keeps_the_key_for_the_session(
     page.wait_for_function(
         "document.querySelector('#feedback-message').textContent.includes('未提交')"
     )
-    assert server.rows("SELECT count(*) FROM feedback WHERE case_id = ?", case_id) == [(0,)]
+    assert server.rows("SELECT count(*) FROM feedback") == feedback_before
+    assert server.case_ids() == cases_before
+    assert held_case_id(page) is None
 
     # An empty key is refused in the dialog; a wrong key is refused by the server and asked again.
     page.locator("#accept-button").click()
@@ -505,6 +546,8 @@ def test_key_dialog_asks_once_and_keeps_the_key_for_the_session(
     page.wait_for_function("document.querySelector('#key-error').textContent.includes('无效')")
     assert dialog.is_visible()
     assert page.evaluate("sessionStorage.getItem('triage.apiKey')") is None
+    assert server.rows("SELECT count(*) FROM feedback") == feedback_before
+    assert len(server.case_ids() - cases_before) <= 1, "at most the one case is registered"
 
     # The right key: the pending choice is sent and the key is kept in sessionStorage.
     page.locator("#key-input").fill(API_KEY)
@@ -516,6 +559,8 @@ def test_key_dialog_asks_once_and_keeps_the_key_for_the_session(
     assert "采纳" in page.locator("#feedback-message").inner_text()
     assert page.locator("#feedback-message").get_attribute("aria-live") == "polite"
     assert page.evaluate("sessionStorage.getItem('triage.apiKey')") == API_KEY
+    case_id = shown_case_id(page)
+    assert server.case_ids() - cases_before == {case_id}, "exactly one case, the page's"
     accepted = server.rows("SELECT label, department FROM feedback WHERE case_id = ?", case_id)
     assert accepted == [(top_label(page), page.locator("#department").inner_text())]
 
@@ -529,6 +574,8 @@ def test_key_dialog_asks_once_and_keeps_the_key_for_the_session(
     assert not dialog.is_visible()
     labels = server.rows("SELECT label FROM feedback WHERE case_id = ? ORDER BY id", case_id)
     assert labels[-1] == ("mining",)
+    assert shown_case_id(page) == case_id
+    assert server.case_ids() - cases_before == {case_id}, "the same case, not a second one"
     assert "API 密钥：已设置" in page.locator("#key-button").inner_text()
 
     # sessionStorage is per tab: a new session asks again.
@@ -563,7 +610,8 @@ def test_keyboard_only_accept(server: Server, new_page: Any) -> None:
     assert order[:5] == ["received_at", "channel", "region", "reset-button", "mirror"], order
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none", "keyboard focus is visible"
-    case_id = shown_case_id(page)
+    assert_preview(page)
+    cases_before = server.case_ids()
     suggested = top_label(page)
 
     page.keyboard.press("Enter")  # 采纳 → the key dialog (no key in this session yet)
@@ -574,6 +622,8 @@ def test_keyboard_only_accept(server: Server, new_page: Any) -> None:
         "document.querySelector('#feedback-message').textContent.includes('已提交')"
     )
     assert page.evaluate("document.activeElement.id") == "accept-button", "focus returns"
+    case_id = shown_case_id(page)
+    assert server.case_ids() - cases_before == {case_id}
     rows = server.rows("SELECT label FROM feedback WHERE case_id = ?", case_id)
     assert rows == [(suggested,)]
 
@@ -762,6 +812,7 @@ def test_debounced_and_stale_answers_are_ignored(
     """A late answer to an older text never replaces the newer one: the page aborts the old
     request, and (tested with aborting switched off) ignores an answer that still arrives."""
     page = new_page(server.base_url)
+    cases_before = server.case_ids()
     page.evaluate(
         """disable => {
             window.__answered = 0;
@@ -802,11 +853,13 @@ def test_debounced_and_stale_answers_are_ignored(
         lambda r: "/v1/classify" in r.url and LAND_TEXT in (r.request.post_data or "")
     ) as info:
         page.locator("#text").fill(LAND_TEXT)
-    land_case = info.value.json()["case_id"]
-    page.wait_for_function(
-        "id => window.triagePage.state.result && window.triagePage.state.result.case_id === id",
-        arg=land_case,
+    land_label = info.value.json()["label"]
+    shows_land = (
+        "text => { const s = window.triagePage.state;"
+        " return s.result !== null && JSON.parse(s.resultBody).text === text; }"
     )
+    page.wait_for_function(shows_land, arg=LAND_TEXT)
+    assert top_label(page) == land_label
     # Now the old answer comes.
     route = held[0]
     try:
@@ -816,8 +869,12 @@ def test_debounced_and_stale_answers_are_ignored(
     if not abort:
         page.wait_for_function("window.__answered === 2")
     page.wait_for_timeout(300)
-    assert shown_case_id(page) == land_case
+    assert page.evaluate(shows_land, LAND_TEXT), "the late answer replaced the newer one"
+    assert page.evaluate("window.triagePage.state.result.label") == land_label
+    assert top_label(page) == land_label
     assert requests[-1] == LAND_TEXT
+    assert_preview(page)
+    assert server.case_ids() == cases_before, "previews are not stored"
 
 
 @pytest.mark.browser
@@ -825,7 +882,8 @@ def test_debounced_and_stale_answers_are_ignored(
 def test_no_feedback_for_a_suggestion_the_text_has_outgrown(server: Server, new_page: Any) -> None:
     """When the newest text cannot be classified, the older suggestion is not accepted for it."""
     page = new_page(server.base_url)
-    answers: list[tuple[int, dict[str, Any]]] = [(200, CANNED)]
+    preview = CANNED | {"case_id": None}  # as for store=false: nothing stored yet
+    answers: list[tuple[int, dict[str, Any]]] = [(200, preview)]
     page.route(
         "**/v1/classify",
         lambda route: route.fulfill(
@@ -833,7 +891,18 @@ def test_no_feedback_for_a_suggestion_the_text_has_outgrown(server: Server, new_
         ),
     )
     feedback: list[str] = []
-    page.on("request", lambda r: feedback.append(r.url) if "/v1/feedback" in r.url else None)
+    registered: list[str] = []
+
+    def watch(request: Any) -> None:
+        if "/v1/feedback" in request.url:
+            feedback.append(request.url)
+        elif (
+            "/v1/classify" in request.url
+            and json.loads(request.post_data or "{}").get("store") is not False
+        ):
+            registered.append(request.post_data or "")
+
+    page.on("request", watch)
     page.evaluate("key => sessionStorage.setItem('triage.apiKey', key)", API_KEY)
     page.locator("#text").fill("两村为地界争执多年。")
     page.locator("#candidates li").first.wait_for()
@@ -848,3 +917,4 @@ def test_no_feedback_for_a_suggestion_the_text_has_outgrown(server: Server, new_
         "document.querySelector('#feedback-message').textContent.includes('未提交')"
     )
     assert feedback == []
+    assert registered == [], "the outgrown suggestion was registered as a case"

@@ -122,3 +122,14 @@ def test_versions_promote_rollback(model_dir: Path, tmp_path: Path) -> None:
         rollback(root)
     with pytest.raises(NotFoundError):
         promote("v9", root)
+
+
+def test_refuses_artefact_missing_fitted_attributes(model_dir: Path, tmp_path: Path) -> None:
+    import skops.io as sio
+
+    dst = _copy(model_dir, tmp_path)
+    est = load_model(dst).estimator
+    del est.calibrator_coef_
+    sio.dump(est, dst / ARTEFACT)
+    with pytest.raises(ModelFormatError, match="calibrator_coef_"):
+        load_model(dst)

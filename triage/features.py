@@ -5,7 +5,14 @@ Why not ``TfidfVectorizer``: its character analyzer builds every n-gram as a Pyt
 hundred thousand strings makes artefacts large and slow to load. Here every n-gram is a 64-bit
 hash computed with vectorised NumPy arithmetic over code points; the fitted state is a sorted
 array of the hashes seen in at least ``min_df`` training documents and their IDF weights, so
-a hash maps to its column with one ``searchsorted``. 64-bit hashes make collisions negligible.
+a hash maps to its column by its position in that array. 64-bit hashes make collisions
+negligible.
+
+Speed (``docs/speed.md``): tokens map to hashes through one C-level pass over a dict; a hash
+finds its column through a bucket index on its top bits (two gathers, not a binary search);
+(document, column) pairs are counted by sorting packed 64-bit keys with NumPy's SIMD sort
+instead of SciPy's per-row sorts. Every output is bit-for-bit what the straightforward code
+gives (``tests/test_features.py`` keeps that code as the reference).
 """
 
 from __future__ import annotations
@@ -15,13 +22,12 @@ import weakref
 from collections.abc import Sequence
 from hashlib import blake2b as _blake2b
 from itertools import chain
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
-from triage.errors import InputError
+from triage.errors import InputError, ModelError
 from triage.normalize import normalize
 from triage.segment import get_segmenter
 
@@ -182,25 +188,32 @@ def _lookup(keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _unique_pairs(
     rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Distinct (row, col) pairs sorted by row then col, with their multiplicity.
+    """Distinct (row, col) pairs in CSR layout: ``indptr``, ``indices`` and multiplicities.
 
-    Packs each pair into one uint64 and sorts that (NumPy's SIMD sort, several times faster
-    than ``lexsort`` or SciPy's per-row sort). ``None`` when the pair does not fit 64 bits.
+    Rows in order, columns sorted within a row: exactly what SciPy's COO → CSR conversion
+    and ``sum_duplicates`` produce, but each pair is packed into one uint64 and sorted by
+    NumPy's SIMD sort, several times faster than SciPy's per-row sorts or ``lexsort``.
+    ``None`` when a pair does not fit 64 bits.
     """
-    col_bits = max(1, int(n_cols).bit_length())
-    if max(1, int(n_rows).bit_length()) + col_bits > 64:
+    col_bits = max(1, n_cols.bit_length())
+    if max(1, n_rows.bit_length()) + col_bits > 64:
         return None
-    key = (rows.astype(np.uint64) << np.uint64(col_bits)) | cols.astype(np.uint64)
+    key = cols.astype(np.uint64)
+    key |= np.asarray(rows, dtype=np.int64).view(np.uint64) << np.uint64(col_bits)  # rows ≥ 0
     key.sort()
     first = np.empty(len(key), dtype=bool)
     first[:1] = True
     np.not_equal(key[1:], key[:-1], out=first[1:])
     at = np.flatnonzero(first)
-    counts = np.diff(np.append(at, len(key)))
     ukey = key[at]
-    u_rows = (ukey >> np.uint64(col_bits)).astype(np.intp)
-    u_cols = (ukey & np.uint64((1 << col_bits) - 1)).astype(np.intp)
-    return u_rows, u_cols, counts
+    counts = np.empty(len(at), dtype=np.intp)  # run lengths, without diff's concatenate
+    np.subtract(at[1:], at[:-1], out=counts[:-1])
+    counts[-1:] = len(key) - at[-1:]
+    index_dtype = np.int32 if n_cols < 2**31 and len(ukey) < 2**31 else np.int64
+    indices = (ukey & np.uint64((1 << col_bits) - 1)).astype(index_dtype)
+    row_starts = np.arange(n_rows + 1, dtype=np.uint64) << np.uint64(col_bits)
+    indptr = np.searchsorted(ukey, row_starts).astype(index_dtype)  # sorted queries: fast
+    return indptr, indices, counts
 
 
 def _fit_view(
@@ -223,7 +236,7 @@ def _fit_view(
         first[1:] = (h[1:] != h[:-1]) | (r[1:] != r[:-1])
         uniq, df = np.unique(h[first], return_counts=True)
     else:
-        df = np.bincount(pairs[1], minlength=len(uniq))
+        df = np.bincount(pairs[1], minlength=len(uniq))  # docs per n-gram
     kept = df >= min_df
     idf = np.log((1 + n_docs) / (1 + df[kept])) + 1.0
     return uniq[kept], idf.astype(np.float32)
@@ -244,13 +257,11 @@ def _transform_view(
         )
         counts.sum_duplicates()
     else:
-        # Built directly in canonical form (sorted, summed): what SciPy's COO → CSR
-        # conversion and sum_duplicates produce, bit for bit, without their per-row sorts.
-        u_rows, u_cols, n = pairs
-        indptr = np.zeros(n_docs + 1, dtype=np.intp)
-        np.cumsum(np.bincount(u_rows, minlength=n_docs), out=indptr[1:])
+        # Built directly in canonical form (sorted, summed): bit for bit what the COO route
+        # above produces, without its per-row sorts.
+        indptr, indices, n = pairs
         counts = sp.csr_matrix(
-            (n.astype(np.float32), u_cols, indptr), shape=(n_docs, len(vocab))
+            (n.astype(np.float32), indices, indptr), shape=(n_docs, len(vocab))
         )
         counts.has_canonical_format = True
     counts.data = (np.log(counts.data) + 1.0) * idf[counts.indices]
@@ -260,7 +271,7 @@ def _transform_view(
     return counts
 
 
-class TextFeatures(TransformerMixin, BaseEstimator):
+class TextFeatures:
     """Prepared petition text → word and character n-gram TF-IDF features.
 
     Parameters
@@ -270,9 +281,15 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     min_df : drop n-grams seen in fewer training documents.
     char_weight : scale of the character view relative to the word view.
 
-    Input is the output of :func:`prepare_text`; ``transform_tokens`` takes pre-segmented
-    docs so that segmentation can happen once per document in cross-validation.
+    Input is the output of :func:`prepare_text`; ``analyze`` / ``fit_analyzed`` /
+    ``transform_analyzed`` let cross-validation segment each document once.
+
+    A scikit-learn style transformer (``get_params``, ``set_params``, ``fit_transform``)
+    that does not import scikit-learn: ``sklearn.base`` alone costs over a second of cold
+    start, and predicting needs nothing from it.
     """
+
+    _PARAMS = ("char_ngram_range", "word_bigrams", "min_df", "char_weight")
 
     def __init__(
         self,
@@ -285,6 +302,30 @@ class TextFeatures(TransformerMixin, BaseEstimator):
         self.word_bigrams = word_bigrams
         self.min_df = min_df
         self.char_weight = char_weight
+
+    # -- estimator API ------------------------------------------------------------------
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Constructor parameters, as scikit-learn's ``get_params``."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def set_params(self, **params: Any) -> TextFeatures:
+        """Set constructor parameters, as scikit-learn's ``set_params``."""
+        for name, value in params.items():
+            if name not in self._PARAMS:
+                raise ValueError(f"invalid parameter {name!r} for TextFeatures: {self._PARAMS}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = TextFeatures().__dict__
+        changed = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]
+        )
+        return f"TextFeatures({changed})"
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "word_vocab_"):
+            raise ModelError("TextFeatures is not fitted yet: call fit (or fit_analyzed) first")
 
     # -- analysis (stateless, shared by fit and transform) ------------------------------
     def analyze(self, docs: Sequence[str]) -> tuple[Analyzed, Analyzed, int]:
@@ -310,7 +351,7 @@ class TextFeatures(TransformerMixin, BaseEstimator):
 
     def transform_analyzed(self, analyzed: tuple[Analyzed, Analyzed, int]) -> sp.csr_matrix:
         """Transform the output of :meth:`analyze`."""
-        check_is_fitted(self, "word_vocab_")
+        self._check_fitted()
         (wr, wh), (cr, ch), n = analyzed
         xw = _transform_view(wr, wh, n, self.word_vocab_, self.word_idf_)
         xc = _transform_view(cr, ch, n, self.char_vocab_, self.char_idf_)
@@ -325,3 +366,8 @@ class TextFeatures(TransformerMixin, BaseEstimator):
     def transform(self, X: Sequence[str]) -> sp.csr_matrix:
         """Prepared texts → sparse float32 feature matrix."""
         return self.transform_analyzed(self.analyze(X))
+
+    def fit_transform(self, X: Sequence[str], y: object = None) -> sp.csr_matrix:
+        """``fit(X).transform(X)``, segmenting each text once."""
+        analyzed = self.analyze(X)
+        return self.fit_analyzed(analyzed).transform_analyzed(analyzed)

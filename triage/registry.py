@@ -50,7 +50,17 @@ __all__ = [
 ]
 
 #: Bump when the artefact layout or the estimator's fitted attributes change.
-FORMAT_VERSION = 1
+#: 2: the calibrator is stored as arrays (calibrator_coef_, calibrator_intercept_).
+FORMAT_VERSION = 2
+#: Fitted attributes a loadable estimator must have (a guard besides the format version).
+_FITTED = (
+    "classes_",
+    "features_",
+    "coef_",
+    "intercept_",
+    "calibrator_coef_",
+    "calibrator_intercept_",
+)
 ARTEFACT = "model.skops"
 METADATA = "metadata.json"
 REGISTRY = "registry.json"
@@ -199,6 +209,12 @@ def load_model(path: str | Path | None = None, models_dir: str | Path | None = N
         raise ModelFormatError(f"{artefact}: cannot load ({type(exc).__name__}: {exc})") from exc
     if not isinstance(estimator, PetitionClassifier):
         raise ModelFormatError(f"{artefact} holds a {type(estimator).__name__}, not a model")
+    missing = [name for name in _FITTED if not hasattr(estimator, name)]
+    if missing:
+        raise ModelFormatError(
+            f"{artefact} lacks fitted attributes {missing}: it was saved by another version "
+            "of triage; retrain it with 'triage train'"
+        )
     version = str(meta.get("version") or folder.name)
     return LoadedModel(folder, version, estimator, meta)
 

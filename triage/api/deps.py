@@ -12,6 +12,7 @@ with different settings can coexist in one process (tests do).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -144,13 +145,14 @@ class _Job:
     loop: asyncio.AbstractEventLoop
 
 
-def _resolve(future: asyncio.Future[Any], result: Any) -> None:
-    if future.done():  # the client went away and the request was cancelled
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in outcomes:
+        if future.done():  # the client went away and the request was cancelled
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
 
 
 class Batcher:
@@ -223,8 +225,14 @@ class Batcher:
             except Exception as exc:  # e.g. the database is gone: every request gets it
                 log.exception("batch of %d failed", len(group))
                 results = [exc] * len(group)
+            # One wake-up of each event loop per batch, not one per request.
+            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
             for job, result in zip(group, results, strict=True):
-                job.loop.call_soon_threadsafe(_resolve, job.future, result)
+                by_loop.setdefault(job.loop, []).append((job.future, result))
+            for loop, outcomes in by_loop.items():
+                # A closed event loop (shut down) has nobody waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_resolve, outcomes)
 
     def close(self) -> None:
         """Finish what is queued, then stop the threads."""

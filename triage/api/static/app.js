@@ -332,7 +332,9 @@
   function requestBody() {
     var text = el.text.value;
     if (!text.trim()) return null;
-    var body = { text: text };
+    // Live suggestions are previews: nothing is stored until the clerk accepts or corrects,
+    // so drafts never become cases (nor look like repeat petitions of each other).
+    var body = { text: text, store: false };
     var title = el.title.value.trim();
     if (title) body.title = title;
     var date = el.receivedAt.value;
@@ -457,10 +459,10 @@
     renderFlags(data);
     renderDeadlines(data.deadlines);
     renderSimilar(data.similar_cases || []);
-    el.caseId.textContent = data.case_id ? '案件编号：' + data.case_id +
-      (data.model_version ? ' · 模型 ' + data.model_version : '') : '';
-    el.accept.disabled = !data.case_id;
-    el.changeSubmit.disabled = !data.case_id;
+    el.caseId.textContent = (data.case_id ? '案件编号：' + data.case_id : '预览（提交时登记案件）') +
+      (data.model_version ? ' · 模型 ' + data.model_version : '');
+    el.accept.disabled = false;
+    el.changeSubmit.disabled = false;
     if (el.changeForm.hidden) presetChange(data);
 
     // Announced when the suggestion changes, not at every keystroke (the numbers are on screen).
@@ -707,7 +709,7 @@
     setMessage('正在提交…');
     settle().then(function () {
       setSending(false);
-      if (!state.result || !state.result.case_id) {
+      if (!state.result) {
         setMessage('没有可提交的建议：请先输入内容，等待建议出现。', 'error');
         return;
       }
@@ -728,10 +730,42 @@
       openKeyDialog('', opener);
       return;
     }
-    var body = { case_id: result.case_id, label: choice.label };
-    if (choice.department) body.department = choice.department;
     setSending(true);
     setMessage('正在提交…');
+    registerCase(result).then(function (caseId) {
+      postFeedback(caseId, choice, kind, opener, key);
+    }, function (message) {
+      setSending(false);
+      setMessage('提交失败：' + message, 'error');
+    });
+  }
+
+  // The previewed petition becomes a case once, when the clerk first accepts or corrects it.
+  function registerCase(result) {
+    if (result.case_id) return Promise.resolve(result.case_id);
+    var body = JSON.parse(state.resultBody);
+    body.store = true;
+    return fetch(API.classify, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      return readJson(response).then(function (data) {
+        if (!response.ok || !data || !data.case_id) {
+          throw response.ok ? '服务未返回案件编号。' : errorText(response.status, data);
+        }
+        result.case_id = data.case_id;
+        state.draftIds[data.case_id] = true;
+        el.caseId.textContent = '案件编号：' + data.case_id +
+          (data.model_version ? ' · 模型 ' + data.model_version : '');
+        return data.case_id;
+      });
+    }, function () { throw '无法连接服务，请稍后重试。'; });
+  }
+
+  function postFeedback(caseId, choice, kind, opener, key) {
+    var body = { case_id: caseId, label: choice.label };
+    if (choice.department) body.department = choice.department;
     fetch(API.feedback, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', 'Accept': 'application/json', 'X-API-Key': key },
