@@ -191,15 +191,19 @@ def _unique_pairs(
     """Distinct (row, col) pairs in CSR layout: ``indptr``, ``indices`` and multiplicities.
 
     Rows in order, columns sorted within a row: exactly what SciPy's COO → CSR conversion
-    and ``sum_duplicates`` produce, but each pair is packed into one uint64 and sorted by
+    and ``sum_duplicates`` produce, but each pair is packed into one integer and sorted by
     NumPy's SIMD sort, several times faster than SciPy's per-row sorts or ``lexsort``.
     ``None`` when a pair does not fit 64 bits.
     """
     col_bits = max(1, n_cols.bit_length())
-    if max(1, n_rows.bit_length()) + col_bits > 64:
+    bits = max(1, n_rows.bit_length()) + col_bits
+    if bits > 64:
         return None
-    key = cols.astype(np.uint64)
-    key |= np.asarray(rows, dtype=np.int64).view(np.uint64) << np.uint64(col_bits)  # rows ≥ 0
+    # 32-bit keys when they fit (a batch of a few thousand docs): the sort is twice as fast.
+    kdt = np.uint32 if bits <= 32 else np.uint64
+    key = cols.astype(kdt)
+    rows = np.asarray(rows, dtype=np.int64)  # ≥ 0, so the unsigned view is the same number
+    key |= (rows.view(np.uint64) if kdt is np.uint64 else rows.astype(kdt)) << kdt(col_bits)
     key.sort()
     first = np.empty(len(key), dtype=bool)
     first[:1] = True
@@ -210,8 +214,8 @@ def _unique_pairs(
     np.subtract(at[1:], at[:-1], out=counts[:-1])
     counts[-1:] = len(key) - at[-1:]
     index_dtype = np.int32 if n_cols < 2**31 and len(ukey) < 2**31 else np.int64
-    indices = (ukey & np.uint64((1 << col_bits) - 1)).astype(index_dtype)
-    row_starts = np.arange(n_rows + 1, dtype=np.uint64) << np.uint64(col_bits)
+    indices = (ukey & kdt((1 << col_bits) - 1)).astype(index_dtype)
+    row_starts = np.arange(n_rows + 1, dtype=kdt) << kdt(col_bits)
     indptr = np.searchsorted(ukey, row_starts).astype(index_dtype)  # sorted queries: fast
     return indptr, indices, counts
 

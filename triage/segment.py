@@ -7,7 +7,7 @@ because jieba's bound methods cannot be pickled and skops must name what it load
 Two backends produce the same tokens from the same dictionaries:
 
 * ``jieba``: the pure-Python reference implementation;
-* ``rjieba``: the Rust port (jieba-rs 0.11), about 20× faster; the default when installed.
+* ``rjieba``: the Rust port (jieba-rs 0.11), 15-20× faster; the default when installed.
 
 jieba-rs differs from Python jieba in three ways, each corrected here so that the tokens are
 identical (``tests/test_segment.py`` checks every row of the shared data):
@@ -21,7 +21,12 @@ identical (``tests/test_segment.py`` checks every row of the shared data):
    such characters are cut around them.
 3. ``add_word`` of a word already in the main dictionary *replaces* its frequency in
    jieba-rs's total but *adds* to it in Python jieba. The total scales every word
-   probability, so we add the difference back through a word that can never match.
+   probability, so we add the difference back through a word that can never match (the
+   old frequencies come from jieba's ``dict.txt``; without jieba installed there is no
+   reference to match).
+
+Two (near-)ties in floating point are broken differently by the two implementations and are
+left alone; ``docs/speed.md`` lists the shared-data rows they affect.
 """
 
 from __future__ import annotations
@@ -116,8 +121,9 @@ def _rjieba_class() -> Any:
     The package's ``__init__`` builds a module-level default tokenizer (0.15 s of CPU, a
     tenth of the cold-start budget) that we never use, so load the extension module alone.
     """
-    if "rjieba" in sys.modules:
-        return sys.modules["rjieba"].Jieba
+    for name in ("rjieba", "rjieba.rjieba"):  # already loaded, by us or by an import
+        if name in sys.modules:
+            return sys.modules[name].Jieba
     try:
         spec = importlib.util.find_spec("rjieba")
         folder = Path(next(iter(spec.submodule_search_locations or [])))  # type: ignore[union-attr]
@@ -233,7 +239,7 @@ class Segmenter:
         # ``_known``, so a thread that sees a token as known also sees its verdict.
         self._known: set[str] = set()
         self._drop: set[str] = set()
-        self._checked: set[str] = set()  # tokens of texts with a re-split hint, judged
+        self._checked: set[str] = set()  # ASCII tokens of texts with a re-split hint, judged
         self._resplit: dict[str, list[str]] = {}  # those of them jieba-rs must re-split
 
     @staticmethod
@@ -290,27 +296,29 @@ class Segmenter:
         return out
 
     def _cut(self, text: str) -> list[str]:
-        # Most texts have no extension ideograph and no ASCII punctuation next to a letter
-        # or digit: then there is nothing to correct and no per-token Python work at all.
-        if self._has_word is None:
+        if self._has_word is None:  # jieba itself: nothing to correct
             return self._raw(text)
         raw = self._cut_raw(text)
+        # Three texts in four have no ASCII punctuation next to a letter or digit, hence no
+        # token to re-split and no per-token Python work at all.
         if not _RESPLIT_HINT.search(text):
             return raw
-        # C-level set passes: judge only the tokens never seen before, re-split only the
-        # tokens that need it (in one text in nine).
-        seen, checked, resplit = set(raw), self._checked, self._resplit
-        new = seen - checked
-        if len(checked) + len(new) > _TABLE_MAX:  # table full: judge each token
-            return [p for t in raw for p in self._pieces(t)]
-        for token in new:
-            pieces = self._pieces(token)
-            if len(pieces) > 1:
-                resplit[token] = pieces  # before ``checked``, for concurrent readers
-            checked.add(token)
-        if resplit.keys().isdisjoint(seen):
+        # Only ASCII tokens can need it. C-level passes: pick them out, judge those never
+        # seen before, re-split only the ones that need it (in one text in nine).
+        ascii_tokens = set(filter(str.isascii, raw))
+        checked, resplit = self._checked, self._resplit
+        new = ascii_tokens.difference(checked)
+        if new:
+            if len(checked) + len(new) > _TABLE_MAX:  # table full: judge each token
+                return [p for t in raw for p in self._pieces(t)]
+            for token in new:
+                pieces = self._pieces(token)
+                if len(pieces) > 1:
+                    resplit[token] = pieces  # before ``checked``, for concurrent readers
+                checked.add(token)
+        hits = resplit.keys() & ascii_tokens  # iterates over the smaller of the two
+        if not hits:
             return raw
-        hits = resplit.keys() & seen
         # Splice the few tokens to re-split (found with C-level list.index) into place.
         at = sorted(i for token in hits for i in _positions(raw, token))
         out: list[str] = []
