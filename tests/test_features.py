@@ -259,3 +259,41 @@ def test_shared_data_bit_identical() -> None:
     assert np.array_equal(feats.char_vocab_, cv) and np.array_equal(feats.char_idf_, ci)
     assert np.array_equal(feats.word_vocab_, wv) and np.array_equal(feats.word_idf_, wi)
     assert_same_matrix(feats.transform(docs[half:]), expected)
+
+
+@pytest.mark.parametrize("n_docs", [1, 3, 40])
+def test_scores_match_the_sparse_product(n_docs: int) -> None:
+    """The gather path (small batches) and the sparse path give the same scores."""
+    import numpy as np
+
+    from triage.features import TextFeatures, prepare_text
+
+    docs = [prepare_text(t) for t in _SCORE_DOCS]
+    feats = TextFeatures(min_df=1).fit(docs)
+    weights = np.random.default_rng(0).normal(size=(5, feats.n_features_out_)).astype(np.float32)
+    batch = ([""] + docs * 20)[:n_docs]  # an empty document among them
+    analyzed = feats.analyze(batch)
+    expected = np.asarray(feats.transform_analyzed(analyzed) @ weights.T)
+    got = feats.scores_analyzed(analyzed, weights)
+    assert got.shape == (n_docs, 5) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert not got[0].any()  # the empty document scores zero
+
+
+def test_scores_refuse_wrong_weight_shape() -> None:
+    import numpy as np
+
+    from triage.errors import ModelError
+    from triage.features import TextFeatures
+
+    feats = TextFeatures(min_df=1).fit(_SCORE_DOCS)
+    with pytest.raises(ModelError, match=r"expected weights of shape \(k, \d+\), got \(2, 3\)"):
+        feats.scores_analyzed(feats.analyze(_SCORE_DOCS), np.zeros((2, 3)))
+
+
+_SCORE_DOCS = [
+    "村里征地补偿款一直没有发放，请求督促解决",
+    "小区楼下烧烤店油烟扰民，晚上吵得睡不着",
+    "公司拖欠三个月工资，劳动监察不管",
+    "宅基地界址不清，邻居占用我家土地",
+]

@@ -133,3 +133,77 @@ def test_refuses_artefact_missing_fitted_attributes(model_dir: Path, tmp_path: P
     sio.dump(est, dst / ARTEFACT)
     with pytest.raises(ModelFormatError, match="calibrator_coef_"):
         load_model(dst)
+
+
+def _same(a: object, b: object, where: str = "model") -> None:
+    """Deep equality of two loaded estimators: types, attributes, array dtypes and values."""
+    import numpy as np
+
+    assert type(a) is type(b), where
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray)
+        assert a.dtype == b.dtype and a.shape == b.shape, where
+        assert (a == b).all(), where
+    elif hasattr(a, "__dict__"):
+        assert vars(a).keys() == vars(b).keys(), where
+        for key in vars(a):
+            _same(vars(a)[key], vars(b)[key], f"{where}.{key}")
+    else:
+        assert a == b, where
+
+
+def test_fast_reader_builds_what_skops_builds(model_dir: Path) -> None:
+    from triage.registry import _load_with_skops, _read_known_artefact
+
+    fast = _read_known_artefact(model_dir / ARTEFACT)
+    _same(fast, _load_with_skops(model_dir / ARTEFACT))
+    assert list(fast.predict(TEXTS)) == LABELS
+
+
+def test_fast_reader_hands_foreign_content_to_skops(model_dir: Path, tmp_path: Path) -> None:
+    """Anything but our own classes is not built by the fast reader; skops' check decides."""
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    from triage.registry import _ForeignContentError, _read_known_artefact
+
+    dst = _copy(model_dir, tmp_path)
+    est = load_model(dst).estimator
+    est.features_.extra_ = FunctionTransformer(print)  # builtins.print: untrusted, nested deep
+    sio.dump(est, dst / ARTEFACT)
+    with pytest.raises(_ForeignContentError, match="FunctionTransformer"):
+        _read_known_artefact(dst / ARTEFACT)
+    with pytest.raises(ModelFormatError, match="trusted"):
+        load_model(dst)
+
+
+def test_corrupt_artefact_is_a_clear_error(model_dir: Path, tmp_path: Path) -> None:
+    dst = _copy(model_dir, tmp_path)
+    (dst / ARTEFACT).write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ModelFormatError, match="cannot load"):
+        load_model(dst)
+
+
+def test_artefact_is_stored_uncompressed(model_dir: Path) -> None:
+    """Inflating the weights cost 0.3-0.5 s of cold start: arrays are stored as they are."""
+    import zipfile
+
+    with zipfile.ZipFile(model_dir / ARTEFACT) as zf:
+        assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_loading_and_predicting_imports_no_heavy_library(model_dir: Path) -> None:
+    """Cold start: loading a model and classifying must not import skops, sklearn or SciPy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from triage.registry import load_model\n"
+        f"model = load_model({str(model_dir)!r}).estimator\n"
+        f"model.predict({TEXTS[:2]!r})\n"
+        "heavy = sorted(m for m in ('skops', 'sklearn', 'scipy') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -22,14 +22,16 @@ import weakref
 from collections.abc import Sequence
 from hashlib import blake2b as _blake2b
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from triage.errors import InputError, ModelError
 from triage.normalize import normalize
 from triage.segment import get_segmenter
+
+if TYPE_CHECKING:  # SciPy costs 0.2 s of import; prediction does not need it
+    import scipy.sparse as sp
 
 __all__ = ["Analyzed", "TextFeatures", "char_ngram_hashes", "prepare_text", "word_hashes"]
 
@@ -250,6 +252,8 @@ def _transform_view(
     rows: np.ndarray, hashes: np.ndarray, n_docs: int, vocab: np.ndarray, idf: np.ndarray
 ) -> sp.csr_matrix:
     """Sublinear TF × IDF, L2-normalised rows, over the kept hashes."""
+    import scipy.sparse as sp
+
     if len(vocab) == 0 or len(hashes) == 0:
         return sp.csr_matrix((n_docs, len(vocab)), dtype=np.float32)
     col, hit = _lookup(vocab, hashes)
@@ -273,6 +277,48 @@ def _transform_view(
     norms[norms == 0] = 1.0
     counts.data /= np.repeat(norms, np.diff(counts.indptr)).astype(np.float32)
     return counts
+
+
+#: Up to this many documents, gathering weights beats building a sparse matrix (0.45 against
+#: 1.2 ms for one petition); beyond it SciPy's product wins (measured, 300-char petitions).
+_GATHER_MAX_DOCS = 16
+
+
+def _view_scores(
+    rows: np.ndarray,
+    hashes: np.ndarray,
+    n_docs: int,
+    vocab: np.ndarray,
+    idf: np.ndarray,
+    weights: np.ndarray,
+) -> np.ndarray:
+    """``_transform_view(...) @ weights.T`` without building a sparse matrix.
+
+    Prediction needs only the scores: gathering the weight columns of each document's
+    n-grams and summing them per row spares SciPy's import (0.2 s of cold start) and its
+    per-call overhead. Same values as the matrix product up to float32 rounding.
+    """
+    out = np.zeros((n_docs, weights.shape[0]), dtype=np.float32)
+    if len(vocab) == 0 or len(hashes) == 0:
+        return out
+    col, hit = _lookup(vocab, hashes)
+    pairs = _unique_pairs(rows[hit], col[hit], n_docs, len(vocab))
+    if pairs is None:  # pragma: no cover - beyond 2**64 (docs x columns)
+        matrix = _transform_view(rows, hashes, n_docs, vocab, idf)
+        return np.asarray(matrix @ weights.T, dtype=np.float32)
+    indptr, indices, n = pairs
+    if len(indices) == 0:
+        return out
+    data = (np.log(n.astype(np.float32)) + 1.0) * idf[indices]
+    lengths = np.diff(indptr)
+    nonempty = lengths > 0
+    # reduceat over the starts of non-empty rows only: each segment then ends where its
+    # row ends (an empty row would otherwise repeat its neighbour's first value).
+    starts = indptr[:-1][nonempty]
+    norms = np.sqrt(np.add.reduceat(data * data, starts))
+    data /= np.repeat(norms, lengths[nonempty])  # > 0: every value is ≥ 1 × idf ≥ 1
+    out[nonempty] = np.add.reduceat(weights[:, indices] * data, starts, axis=1).T
+    return out
 
 
 class TextFeatures:
@@ -361,7 +407,31 @@ class TextFeatures:
         xc = _transform_view(cr, ch, n, self.char_vocab_, self.char_idf_)
         if self.char_weight != 1.0:
             xc = xc * np.float32(self.char_weight)
+        import scipy.sparse as sp
+
         return sp.hstack([xw, xc], format="csr", dtype=np.float32)
+
+    def scores_analyzed(
+        self, analyzed: tuple[Analyzed, Analyzed, int], weights: np.ndarray
+    ) -> np.ndarray:
+        """``transform_analyzed(analyzed) @ weights.T`` for a dense ``(k, n_features_out_)``
+        weight matrix, without materialising the sparse features (the prediction path)."""
+        self._check_fitted()
+        weights = np.asarray(weights)
+        if weights.ndim != 2 or weights.shape[1] != self.n_features_out_:
+            raise ModelError(
+                f"expected weights of shape (k, {self.n_features_out_}), got {weights.shape}"
+            )
+        (wr, wh), (cr, ch), n = analyzed
+        if n > _GATHER_MAX_DOCS:
+            return np.asarray(self.transform_analyzed(analyzed) @ weights.T, dtype=np.float32)
+        n_word = len(self.word_vocab_)
+        scores = _view_scores(wr, wh, n, self.word_vocab_, self.word_idf_, weights[:, :n_word])
+        char = _view_scores(cr, ch, n, self.char_vocab_, self.char_idf_, weights[:, n_word:])
+        if self.char_weight != 1.0:
+            char *= np.float32(self.char_weight)
+        scores += char
+        return scores
 
     def fit(self, X: Sequence[str], y: object = None) -> TextFeatures:
         """Learn the kept n-grams and their IDF from prepared texts."""
