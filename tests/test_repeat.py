@@ -279,3 +279,57 @@ def test_shared_data_edited_copies_are_found() -> None:
         edited = "我再次反映:" + docs[i][: max(30, len(docs[i]) * 3 // 4)].replace(",", " ")
         found += f"c{i}" in {c for c, _s in index.query(normalize(_s2t(edited)))}
     assert found >= 95
+
+
+def test_bucket_lookup_equals_searchsorted() -> None:
+    """The segment's hash-bucket lookup finds exactly the query shingles searchsorted finds."""
+    from triage.repeat import _Segment
+
+    rng = np.random.default_rng(7)
+    for n in (1, 3, 1_000, 100_000):
+        terms = np.unique(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32))
+        terms[-1] = np.uint32(0xFFFFFFFF)  # the largest hash, equal to the walk's sentinel
+        seg = _Segment(
+            gids=np.zeros(0, dtype=np.int64),
+            fwd_ptr=np.zeros(1, dtype=np.int64),
+            fwd=np.zeros(0, dtype=np.uint32),
+            terms=terms,
+            ptr=np.arange(len(terms) + 1, dtype=np.int64),
+            docs=np.zeros(len(terms), dtype=np.int32),
+        )
+        absent = rng.integers(0, 2**32, 300, dtype=np.uint64).astype(np.uint32)
+        query = np.unique(np.concatenate([rng.choice(terms, min(60, len(terms))), absent]))
+        pos = np.searchsorted(terms, query)
+        inside = pos < len(terms)
+        expected = pos[inside][terms[pos[inside]] == query[inside]]
+        assert sorted(seg._find(query).tolist()) == sorted(expected.tolist())
+
+
+def test_add_reuses_the_canonical_form_of_a_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service stores what it just classified: the add must not normalise it again."""
+    import triage.repeat as repeat
+
+    index = RepeatIndex()
+    index.add_many([("w", WAGES), ("s", SCHOOL)])
+    text = normalize(NOISE)
+    assert index.query(text) == []
+    seen: list[list[str]] = []
+    real = repeat.canonical_many
+    monkeypatch.setattr(
+        repeat, "canonical_many", lambda texts: seen.append(list(texts)) or real(texts)
+    )
+    index.add("n", text)
+    assert seen == [[]]  # nothing left to compute
+    assert index.query(text)[0][0] == "n"
+
+
+def test_weak_candidates_are_not_verified() -> None:
+    """A case sharing only a few of the query's rare shingles is not checked exactly."""
+    index = RepeatIndex(min_probe_hits=0.2)
+    # An indexed case that shares a place name (and nothing else) with the query.
+    index.add_many([("w", normalize(WAGES)), ("s", normalize(SCHOOL + "B2区青松路福安小区"))])
+    segment = index._segments[-1] if index._segments else index._tail_segment
+    assert segment is not None
+    query = shingle_hashes(canonical(normalize(NOISE)))
+    assert len(segment.search(query, 64, 40, 0.0)[0]) > 0
+    assert len(segment.search(query, 64, 40, 0.2)[0]) == 0

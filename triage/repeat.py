@@ -34,7 +34,7 @@ import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,8 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.5
 NGRAM = 3
 _FORMAT_VERSION = 1
+#: Canonical forms of this many recent queries are kept for the add that follows them.
+_RECENT_MAX = 4096
 
 _MUL = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -371,19 +373,49 @@ class _Segment:
     def nbytes(self) -> int:
         return sum(getattr(self, f).nbytes for f in self.FIELDS)
 
+    @cached_property
+    def _buckets(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """(shift, bucket starts, terms + sentinel): a hash table over the sorted terms.
+
+        ``searchsorted`` on a million terms is ~20 cache misses per query shingle; the top
+        bits of a (uniform) hash point straight at a bucket of about two terms instead.
+        Built on first search (about 10 ms per million terms), never saved.
+        """
+        bits = max(1, len(self.terms).bit_length())  # about one bucket per term
+        shift = 32 - bits if bits < 32 else 0
+        counts = np.bincount(self.terms >> np.uint32(shift), minlength=1 << bits)
+        starts = np.zeros((1 << bits) + 1, dtype=np.int64)
+        np.cumsum(counts, out=starts[1:])
+        return shift, starts, np.append(self.terms, np.uint32(0xFFFFFFFF))
+
+    def _find(self, query: np.ndarray) -> np.ndarray:
+        """Term positions of the query shingles present in this segment."""
+        shift, starts, terms = self._buckets
+        pos = starts[query >> np.uint32(shift)]
+        # Walk each query forward through its bucket (terms are sorted, so the walk stops at
+        # the first term not below it; the sentinel stops a walk off the end).
+        found = np.zeros(len(query), dtype=bool)
+        active = np.arange(len(query))
+        while len(active):
+            t, q = terms[pos[active]], query[active]
+            found[active] = t == q
+            active = active[t < q]
+            pos[active] += 1
+        found &= pos < len(self.terms)
+        return pos[found]
+
     def search(
-        self, query: np.ndarray, probes: int, limit: int
+        self, query: np.ndarray, probes: int, limit: int, min_hits: float = 0.0
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Verify the ``limit`` cases hitting most of the query's ``probes`` rarest shingles.
+        """Verify the ``limit`` cases hitting most of the query's ``probes`` rarest shingles
+        (and at least a ``min_hits`` fraction of them).
 
         Returns their global ids, ``|query ∩ case|`` and ``|case|``.
         """
         empty = np.zeros(0, dtype=np.int64)
         if not len(self.terms) or not len(query):
             return empty, empty, empty
-        pos = np.searchsorted(self.terms, query)
-        pos[pos == len(self.terms)] = 0
-        pos = pos[self.terms[pos] == query]
+        pos = self._find(query)
         if not len(pos):
             return empty, empty, empty
         if len(pos) > probes:
@@ -393,8 +425,17 @@ class _Segment:
         hit = np.sort(self.docs[idx])
         first = np.flatnonzero(np.concatenate(([True], hit[1:] != hit[:-1])))
         cands = hit[first].astype(np.int64)
+        counts = np.diff(np.append(first, len(hit)))
+        if min_hits > 0:
+            # A near-duplicate shares most of the query's rare shingles; a case that hits a
+            # few of them shares a name or a place. Skipping those spares their exact check.
+            # Relative to the probes the query could have had, not to those this segment
+            # holds: a segment that holds few of them cannot hold its near-duplicate.
+            keep = counts >= max(1.0, min_hits * min(probes, len(query)))
+            cands, counts = cands[keep], counts[keep]
+            if not len(cands):
+                return empty, empty, empty
         if len(cands) > limit:
-            counts = np.diff(np.append(first, len(hit)))
             cands = cands[np.argpartition(-counts, limit)[:limit]]
         # Exact verification against the forward index.
         idx, sizes = _gather(self.fwd_ptr, cands)
@@ -419,6 +460,8 @@ class RepeatIndex:
         How many of the query's rarest shingles are looked up per segment.
     candidates:
         How many candidates per segment are verified exactly.
+    min_probe_hits:
+        Fraction of the probes a candidate must hit to be verified at all.
     tail_size, merge_factor:
         Single adds collect in a tail of up to ``tail_size`` cases; sealed segments are
         merged while the older one is at most ``merge_factor`` times the newer one.
@@ -431,6 +474,7 @@ class RepeatIndex:
         min_chars: int = 10,
         probes: int = 64,
         candidates: int = 40,
+        min_probe_hits: float = 0.2,
         tail_size: int = 256,
         merge_factor: int = 4,
     ) -> None:
@@ -438,6 +482,7 @@ class RepeatIndex:
         self.min_chars = min_chars
         self.probes = probes
         self.candidates = candidates
+        self.min_probe_hits = min_probe_hits
         self.tail_size = tail_size
         self.merge_factor = merge_factor
         self._lock = threading.RLock()
@@ -450,6 +495,8 @@ class RepeatIndex:
         self._segments: tuple[_Segment, ...] = ()  # sealed; replaced, never mutated
         self._tail: list[tuple[int, np.ndarray]] = []  # (global id, shingles) not yet sealed
         self._tail_segment: _Segment | None = None
+        # text -> canonical form of recent queries, for the add that usually follows
+        self._recent: dict[str, str] = {}
 
     def _params(self) -> dict[str, float | int]:
         return {
@@ -459,6 +506,7 @@ class RepeatIndex:
                 "min_chars",
                 "probes",
                 "candidates",
+                "min_probe_hits",
                 "tail_size",
                 "merge_factor",
             )
@@ -475,8 +523,14 @@ class RepeatIndex:
         items = [(str(cid), text) for cid, text in items]
         if not items:
             return
-        # The slow part (canonical form, hashing) runs outside the lock.
-        canon = canonical_many([text for _cid, text in items])
+        # The slow part (canonical form, hashing) runs outside the lock. A case is usually
+        # added right after it was queried (the service stores what it classified): reuse
+        # the canonical form the query computed.
+        recent = self._recent
+        canon = [recent.pop(text, None) for _cid, text in items]
+        todo = [i for i, c in enumerate(canon) if c is None]
+        for i, c in zip(todo, canonical_many([items[i][1] for i in todo]), strict=True):
+            canon[i] = c
         long_rows = [i for i, c in enumerate(canon) if len(c) >= self.min_chars]
         hashes, owner = _batch_hashes([canon[i] for i in long_rows])
         with self._lock:
@@ -592,6 +646,9 @@ class RepeatIndex:
         if k <= 0:
             return []
         canon = canonical(text)
+        if len(self._recent) >= _RECENT_MAX:  # a query not followed by its add: forget old ones
+            self._recent.clear()
+        self._recent[text] = canon
         with self._lock:  # a consistent snapshot; the search itself runs unlocked
             segments = self._segments
             if self._tail_segment is not None:
@@ -601,8 +658,11 @@ class RepeatIndex:
                 same = sorted(self._short.get(canon, ())) if canon else []
                 return [(str(ids[g]), 1.0) for g in same[:k] if threshold <= 1.0]
         q = shingle_hashes(canon)
-        found = [seg.search(q, self.probes, self.candidates) for seg in segments]
-        if not found:
+        found = [
+            seg.search(q, self.probes, self.candidates, self.min_probe_hits) for seg in segments
+        ]
+        found = [f for f in found if len(f[0])]
+        if not found:  # the usual case: no earlier case is anywhere near
             return []
         gids, inter, sizes = (np.concatenate(parts) for parts in zip(*found, strict=True))
         sims = similarity_from_counts(inter, np.full(len(gids), len(q)), sizes)
