@@ -496,3 +496,28 @@ def test_batcher_groups_waiting_requests() -> None:
     assert calls == [["a"], ["b", "bad", "c"]]
     assert results[:2] == ["A", "B"] and results[3] == "C"
     assert isinstance(results[2], ValueError)
+
+
+def test_index_follower_takes_offered_cases_without_reading_them_back(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's own cases reach its index from memory; only other workers' are read."""
+    from triage.api.deps import IndexFollower
+    from triage.api.routes import index_text
+    from triage.repeat import RepeatIndex
+    from triage.store import Store
+
+    store = Store(db_url)
+    follower = IndexFollower(RepeatIndex(), store, index_text)
+    assert follower.sync() == 0
+    (own,) = store.add_cases([{"text": PETITION, "label": "land_acquisition", "confidence": 0.9}])
+    (other,) = store.add_cases([{"text": PETITION + "补充一句。", "label": "land_acquisition",
+                                 "confidence": 0.9}])  # fmt: skip
+    follower.offer([(own, index_text("", store.masked(PETITION)))])
+    read: list[list[str]] = []
+    real = store.get_cases
+    monkeypatch.setattr(store, "get_cases", lambda ids: read.append(list(ids)) or real(ids))
+    assert follower.sync() == 2
+    assert read == [[other]]
+    assert own in follower.index and other in follower.index
+    store.close()

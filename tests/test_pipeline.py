@@ -39,6 +39,13 @@ def test_full_result(triage: Triage) -> None:
     d = r.to_dict()
     assert d["deadlines"]["extended_resolve_by"] == "2027-02-19"
     assert d["flags"][0]["evidence"]
+    # The hand-written dict must stay what dataclasses.asdict gives (with ISO dates).
+    import dataclasses
+    import json
+
+    reference = dataclasses.asdict(r)
+    reference["flags"] = [dict(f, evidence=list(f["evidence"])) for f in reference["flags"]]
+    assert json.loads(json.dumps(d)) == json.loads(json.dumps(reference, default=str))
 
 
 def test_override_rule_beats_model(triage: Triage) -> None:

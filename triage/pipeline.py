@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -89,17 +89,38 @@ class TriageResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (dates as ISO strings)."""
-        out = asdict(self)
-        out["candidates"] = [asdict(c) for c in self.candidates]
-        out["flags"] = [
-            {"id": f.id, "name": f.name, "evidence": list(f.evidence)} for f in self.flags
-        ]
-        out["deadlines"] = {
-            k: (v.isoformat() if isinstance(v, date) else v)
-            for k, v in asdict(self.deadlines).items()
+        # Written out: dataclasses.asdict deep-copies every value and took 0.15 ms, a tenth
+        # of the whole classification.
+        d = self.deadlines
+        return {
+            "label": self.label,
+            "label_name": self.label_name,
+            "confidence": self.confidence,
+            "candidates": [
+                {"label": c.label, "name": c.name, "probability": c.probability}
+                for c in self.candidates
+            ],
+            "needs_review": self.needs_review,
+            "department": self.department,
+            "route": self.route,
+            "disposition": self.disposition,
+            "reason": self.reason,
+            "flags": [
+                {"id": f.id, "name": f.name, "evidence": list(f.evidence)} for f in self.flags
+            ],
+            "priority": self.priority,
+            "deadlines": {
+                "received_at": d.received_at.isoformat(),
+                "acknowledge_by": d.acknowledge_by.isoformat(),
+                "resolve_by": d.resolve_by.isoformat(),
+                "extended_resolve_by": d.extended_resolve_by.isoformat(),
+                "review_request_days": d.review_request_days,
+            },
+            "similar_cases": [
+                {"case_id": s.case_id, "similarity": s.similarity} for s in self.similar_cases
+            ],
+            "model_version": self.model_version,
         }
-        out["similar_cases"] = [asdict(s) for s in self.similar_cases]
-        return out
 
 
 def check_text(text: object, title: object = "", max_length: int | None = None) -> None:

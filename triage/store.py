@@ -244,9 +244,12 @@ class Store:
         """Close every pooled connection."""
         self.engine.dispose()
 
-    def _clean(self, text: str | None) -> str:
+    def masked(self, text: str | None) -> str:
+        """``text`` as the store keeps it: personal numbers masked when masking is on."""
         text = text or ""
         return mask_personal_data(text) if self.mask else text
+
+    _clean = masked
 
     def _case_row(
         self,

@@ -98,13 +98,25 @@ class IndexFollower:
         self.text_of = text_of  # (title, text) -> the text the index expects
         self.interval = interval
         self._since: datetime | None = None
+        self._offered: queue.SimpleQueue[list[tuple[str, str]]] = queue.SimpleQueue()
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triage-index", daemon=True)
 
+    def offer(self, cases: list[tuple[str, str]]) -> None:
+        """Cases this process has just stored, as ``(case_id, index text)``: the next sync
+        indexes them without reading them back from the database."""
+        if cases:
+            self._offered.put(cases)
+
     def sync(self) -> int:
-        """Index the cases stored since the last sync (all of them the first time)."""
+        """Index the cases stored since the last sync (all of them the first time); return
+        how many were indexed."""
         with self._sync_lock:
+            offered: list[tuple[str, str]] = []
+            while not self._offered.empty():
+                offered += self._offered.get_nowait()
+            self.index.add_many(offered)
             since = self._since - self.MARGIN if self._since else None
             seen = self.store.case_ids(since)
             # Cases in the margin were mostly indexed last time: only new ones are read.
@@ -119,7 +131,7 @@ class IndexFollower:
                 )
             if seen:
                 self._since = max(self._since or seen[-1][1], seen[-1][1])
-            return len(new)
+            return len(offered) + len(new)
 
     def start(self) -> None:
         self._thread.start()

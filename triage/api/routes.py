@@ -187,6 +187,17 @@ def process(
         ids = state.store.add_cases([_case_fields(item, data) for item, data in storable])
         for (_, data), case_id in zip(storable, ids, strict=True):
             data["case_id"] = case_id
+        if state.indexer is not None:
+            # Index what was stored (masked as the store masks it), without reading it back.
+            # Text without personal numbers comes back unchanged, so the index reuses the
+            # canonical form the query just computed.
+            masked = state.store.masked
+            state.indexer.offer(
+                [
+                    (data["case_id"], index_text(masked(item.title or ""), masked(item.text)))
+                    for item, data in storable
+                ]
+            )
     _describe_similar(state, [data for _, data in ok])
     for _, data in ok:
         data.setdefault("case_id", None)
