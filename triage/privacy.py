@@ -14,6 +14,8 @@ _MOBILE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)[- ]?(\d{4})[- ]?(\d{4})(
 _LANDLINE = re.compile(r"(?<!\d)(0\d{2,3})-(\d{7,8})(?!\d)")
 # Bank cards: 16-19 digits, possibly in groups of four.
 _BANK_CARD = re.compile(r"(?<!\d)\d{4}(?:[ -]?\d{4}){2}[ -]?\d{4,7}(?!\d)")
+# Every pattern above contains seven digits with at most one space or dash among them.
+_CANDIDATE = re.compile(r"\d{3}[- ]?\d{4}")
 
 
 def mask_personal_data(text: str) -> str:
@@ -22,7 +24,7 @@ def mask_personal_data(text: str) -> str:
     >>> mask_personal_data("电话13912345678，身份证430102199001011234")
     '电话139****5678，身份证430102********1234'
     """
-    if not text or not any(c.isdigit() for c in text):
+    if not text or not _CANDIDATE.search(text):  # one C-speed scan spares the four below
         return text
     # Order matters: mask the shorter, more specific patterns first so that a phone number
     # followed by a date can never be read as one bank-card number.
