@@ -521,3 +521,34 @@ def test_index_follower_takes_offered_cases_without_reading_them_back(
     assert read == [[other]]
     assert own in follower.index and other in follower.index
     store.close()
+
+
+def test_inline_batching_on_the_event_loop(make_client: Callable[..., TestClient]) -> None:
+    """TRIAGE_API_THREADS=0: requests are classified on the loop, concurrent ones together."""
+    import asyncio
+
+    import httpx
+
+    from triage.api.deps import InlineBatcher
+
+    client = make_client(raise_errors=False, api_threads=0)
+    state = client.app.state.service  # type: ignore[attr-defined]
+    assert isinstance(state.batcher, InlineBatcher)
+    one = client.post("/v1/classify", json={"text": PETITION})
+    assert one.status_code == 200 and one.json()["label"] == "land_acquisition"
+    assert client.post("/v1/classify", json={"text": "内部错误" + PETITION}).status_code == 500
+
+    sizes: list[int] = []
+    state.batcher.on_batch = sizes.append
+
+    async def many() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as ac:
+            return await asyncio.gather(
+                *(ac.post("/v1/classify", json={"text": f"{PETITION}{i}"}) for i in range(6))
+            )
+
+    answers = asyncio.run(many())
+    assert [a.status_code for a in answers] == [200] * 6
+    assert len({a.json()["case_id"] for a in answers}) == 6
+    assert sum(sizes) == 6 and max(sizes) > 1  # arrived in one turn: classified together

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
+from functools import lru_cache
 from hashlib import blake2b as _blake2b
 from itertools import chain
 from typing import TYPE_CHECKING, Any
@@ -43,11 +44,13 @@ _MASK_SHIFT = np.uint64(31)
 Analyzed = tuple[np.ndarray, np.ndarray]
 
 
+@lru_cache(maxsize=512)
 def prepare_text(text: str, title: str = "", max_chars: int = 4000) -> str:
     """Normalise ``title`` and ``text`` into the one string the model reads.
 
     Texts longer than ``max_chars`` are cut: a petition states its matter early, and a 1 MB
-    paste must not cost a second of CPU.
+    paste must not cost a second of CPU. Cached for the last few hundred texts: the service
+    prepares each petition twice (to classify it, then to index it once stored).
     """
     title = normalize(title[:max_chars]) if title else ""
     body = normalize(text[: max_chars * 2])[:max_chars]

@@ -28,7 +28,15 @@ from triage import __version__
 from triage.errors import ModelError, TriageError
 from triage.settings import Settings, get_settings
 
-from .deps import Batcher, IndexFollower, ModelSlot, Pipeline, PipelineFactory, ServiceState
+from .deps import (
+    Batcher,
+    IndexFollower,
+    InlineBatcher,
+    ModelSlot,
+    Pipeline,
+    PipelineFactory,
+    ServiceState,
+)
 from .metrics import (
     BodySizeLimitMiddleware,
     BodyTooLargeError,
@@ -166,13 +174,16 @@ def _start(state: ServiceState) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load store and model once per process; close the store on shutdown."""
     state: ServiceState = app.state.service
-    state.limiter = anyio.CapacityLimiter(state.settings.api_threads)
+    state.limiter = anyio.CapacityLimiter(max(1, state.settings.api_threads))
     state.reload_lock = asyncio.Lock()
     await anyio.to_thread.run_sync(_start, state)
-    state.batcher = Batcher(
-        functools.partial(process, state),
-        threads=state.settings.api_threads,
-        on_batch=state.metrics.count_batch,
+    threads = state.settings.api_threads
+    state.batcher = (
+        Batcher(
+            functools.partial(process, state), threads=threads, on_batch=state.metrics.count_batch
+        )
+        if threads
+        else InlineBatcher(functools.partial(process, state), on_batch=state.metrics.count_batch)
     )
     state.batcher.start()
     try:
