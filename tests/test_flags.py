@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from triage.flags import Flag, count_people, detect_flags, parse_number, priority
+from triage.flags import Flag, PeopleCount, count_people, detect_flags, parse_number, priority
 from triage.normalize import normalize
 from triage.routing import RoutingTable, load_table, parse_table
 
@@ -97,15 +97,24 @@ def test_count_people_ignores_other_numbers(table: RoutingTable, text: str) -> N
         ("全体村民坚决反对在村里建垃圾场。", "全体村民"),
         ("业主们对物业收费意见很大。", "业主们"),
         ("我们是幸福小区的业主,小区电梯经常坏。", None),
-        ("村民代表多次到镇政府反映情况。", "村民代表"),
+        ("我们村民代表多次到镇政府反映情况。", "村民代表"),
         ("数十户居民的房屋开裂,我们要求赔偿。", None),
+        # A writer who speaks for the group, even when he writes as "我".
+        ("我代表全体村民向领导反映修路的事。", "我代表全体"),
+        ("我是五号楼的住户,受全楼住户的委托写这封信。", None),
+        ("我是二期的业主代表,先说一下电梯的情况。", None),
+        ("我们的业委会已经三次去街道办反映停车难。", None),
+        ("本会全体成员恳请街道重新公示。", "本会"),
+        ("我们(大约有三百多户)一直没拿到钥匙。", None),
+        # Signed by the whole group at the very end.
+        ("小区门口的垃圾站臭气熏天,请领导重视。幸福小区全体业主 2019年5月1日", None),
     ],
 )
 def test_collective(table: RoutingTable, text: str, evidence: str | None) -> None:
     found = flags_of(table, text)
     assert "collective" in found, text
     if evidence:
-        assert evidence in found["collective"]
+        assert any(evidence in hit for hit in found["collective"]), found
 
 
 @pytest.mark.parametrize(
@@ -115,10 +124,92 @@ def test_collective(table: RoutingTable, text: str, evidence: str | None) -> Non
         "我们两个老人没有住的地方,我们村的干部不管。",
         "我家一家5口人挤在一间房里。",
         "小区路灯坏了,请尽快修理。",
+        # One writer who mentions the group is not a group of writers.
+        "我是幸福小区的一名业主,开发商至今不办房产证,业主们都很气愤。",
+        "本人在小区住了十年,业主们对物业意见很大。",
+        # "Ordinary people" said by one writer; a total of the estate's households.
+        "我们是老百姓,不懂这些政策。",
+        "小区共计800余户,电梯经常坏。",
+        # Third-person mentions of a group with nothing else: below min_points.
+        "小区里有很多业主养狗。",
+        "以免引发群体性事件。",
     ],
 )
 def test_not_collective(table: RoutingTable, text: str) -> None:
     assert "collective" not in flags_of(table, text)
+
+
+def test_collective_points_add_up(table: RoutingTable) -> None:
+    # "我们" in the opening (2) + 村民代表 (2) reach min_points 4; either alone does not.
+    assert "collective" in flags_of(table, "我们村民代表多次找镇里。")
+    assert "collective" not in flags_of(table, "村民代表多次找镇里。")
+    assert "collective" not in flags_of(table, "我们多次找镇里。")
+    # A count that may be of bystanders (2) + a group in action (3).
+    assert "collective" in flags_of(table, "小区共计800余户,业主多次维权无果。")
+
+
+def test_min_points_is_data() -> None:
+    strict = parse_table(DEFAULT_TEXT.replace("min_points: 4", "min_points: 40"))
+    assert strict.collective.min_points == 40
+    assert not detect_flags(normalize("业主们对物业收费意见很大。"), strict)
+    lenient = parse_table(DEFAULT_TEXT.replace("min_points: 4", "min_points: 1"))
+    assert [f.id for f in detect_flags(normalize("我们多次找镇里。"), lenient)] == ["collective"]
+
+
+def test_hints_are_ordered_for_early_exit(table: RoutingTable) -> None:
+    points = [hint.points for hint in table.collective.hints]
+    positive = [p for p in points if p > 0]
+    negative = [p for p in points if p < 0]
+    assert points == positive + negative  # evidence for first …
+    assert positive == sorted(positive, reverse=True)  # … strongest first
+    assert negative == sorted(negative)
+
+
+def test_count_people_carries_points(table: RoutingTable) -> None:
+    counts = count_people(normalize("我们二十多户,小区共计800户"), table.collective, 5)
+    assert [(c.number, c.points) for c in counts] == [(20, None), (800, 2)]
+    assert isinstance(counts[0], PeopleCount) and counts[0].words == "二十多户"
+
+
+LEGACY_COLLECTIVE = """  collective:
+    name: 集体访
+    min_people: 5
+    cues:
+      words: [联名]
+      patterns: ['全体{petitioners}', '{petitioners}(?:们|代表)']
+    count:
+      - before: '我们|共'
+        after: '\\s*(?:余|多)?(?:人|名|户|位)'
+      - after: '\\s*(?:余|多)?户'
+        alone: false
+    weak:
+      patterns: ['(?:广大|很多)(?:的)?{petitioners}', '^[^。!?]{0,60}?我们']
+    min_weak: 2
+    small_group: '我们(?:俩|两个)|我和我老婆'
+
+"""
+
+
+def _legacy_table() -> RoutingTable:
+    start = DEFAULT_TEXT.index("  collective:\n")
+    end = DEFAULT_TEXT.index("  escalation:\n")
+    return parse_table(DEFAULT_TEXT[:start] + LEGACY_COLLECTIVE + DEFAULT_TEXT[end:])
+
+
+def test_first_version_collective_section_still_works() -> None:
+    # weak hints are a point each, min_weak of them raise the flag, small_group cancels them;
+    # a count with alone: false is one weak hint.
+    table = _legacy_table()
+
+    def raised(text: str) -> bool:
+        return "collective" in {flag.id for flag in detect_flags(normalize(text), table)}
+
+    assert raised("业主们对物业收费意见很大。")
+    assert raised("我们二十人多次反映。")
+    assert raised("我们小区很多业主反映电梯坏了。")  # two weak hints
+    assert not raised("小区很多业主反映电梯坏了。")  # one
+    assert raised("我们小区有三十多户,很多业主反映电梯坏了。")  # count + weak
+    assert not raised("我和我老婆说:我们小区很多业主反映电梯坏了。")  # small group
 
 
 # --- escalation -------------------------------------------------------------------------------

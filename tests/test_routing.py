@@ -15,10 +15,14 @@ from triage.errors import ConfigError
 from triage.normalize import normalize
 from triage.routing import (
     NO_ROUTE,
+    CueSet,
+    NearPair,
     RoutingConfigError,
     RoutingTable,
     UnknownIssueTypeError,
     decide,
+    first_chars,
+    literal_gate,
     load_table,
     parse_table,
 )
@@ -147,6 +151,36 @@ def test_litigation_ignores_mere_mentions(table: RoutingTable, text: str) -> Non
     assert route_of(table, text) == NO_ROUTE
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "几十户业主诉讼要求开发商赔偿。",
+        "本人起诉开发商后,开发商一直拖着不给钱。",
+        "我们先后向区法院起诉。",
+    ],
+)
+def test_litigation_when_the_petitioners_sue(table: RoutingTable, text: str) -> None:
+    assert route_of(table, text) == "litigation"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "别人起诉了开发商,我们还在等政府协调。",  # someone else's case
+        "厂里的工人们上诉无门,只好找政府。",  # a lament, not a case
+        "如果我起诉,要等多久?",
+        "我们也想起诉,但是请不起律师。",
+    ],
+)
+def test_litigation_ignores_other_peoples_cases_and_wishes(table: RoutingTable, text: str) -> None:
+    assert route_of(table, text) == NO_ROUTE
+
+
+def test_a_neighbours_lawsuit_leaves_the_matter_to_its_route(table: RoutingTable) -> None:
+    text = "我是外嫁女,听说邻村有人官司打赢了,可我们村还是不给我分钱。"
+    assert route_of(table, text) == "agri"
+
+
 # --- discipline: 检举 an official's corruption, not a complaint about attitude -----------------
 
 
@@ -176,6 +210,60 @@ def test_discipline_fires_on_reports_of_corruption(table: RoutingTable, text: st
 )
 def test_discipline_ignores_attitude_complaints(table: RoutingTable, text: str) -> None:
     assert route_of(table, text) == NO_ROUTE
+
+
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        # 举报/检举 with the cadre before or after it.
+        ("我要实名举报村支书,他把低保名额给了自家亲戚。", "discipline_official"),
+        ("村主任把集体的鱼塘租给外人,我们实名举报。", "discipline_official"),
+        # 查处/查查: the cadre is the object.
+        ("请求查处村主任私卖宅基地的问题。", "discipline_official"),
+        ("请上级部门查一查村干部的账。", "discipline_official"),
+        # 控告 a public body or its staff.
+        ("控告县公安局某派出所民警违法扣押我的货车。", "discipline_official"),
+        # The misconduct described without 举报: a cadre taking, colluding, being bribed.
+        ("组长霸占集体的荒山种果树。", "discipline_conduct"),
+        ("镇里有领导和砂场老板勾结,河道被挖得乱七八糟。", "discipline_conduct"),
+        ("老板逢年过节给城管队长送红包,违建一直没人管。", "discipline_conduct"),
+        ("厂长挪用了扶贫专项资金去盖自家的楼。", "discipline_conduct"),
+    ],
+)
+def test_discipline_new_patterns(table: RoutingTable, text: str, rule: str) -> None:
+    decision = decide(table, normalize(text), "land_acquisition")
+    assert (decision.route, decision.rule) == ("discipline", rule), decision
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # The cadre is the addressee or the one asked to act, not the accused.
+        "王书记您好,我举报小区旁边有人违法建房。",
+        "尊敬的李书记,我实名举报楼下加建的阳光房。",
+        "我们向镇书记领导举报了楼下的违建。",
+        "请局长严查这家饭店的油烟问题。",
+        "城管队的干部答应下周就查处这个违章棚子。",
+        # 控告 a company or the body a 控告信 is addressed to; collusion and bribes without an
+        # official; 被 between cadre and act.
+        "控告某塑料厂排放有毒气体。",
+        "控告信 致某区人民政府:河边的砂场天天排污。",
+        "开发商与施工队勾结偷工减料。",
+        "给医生送红包的风气要刹一刹。",
+        "村干部说山林被隔壁组的人侵占了。",
+        # Mentions asked as questions or denied.
+        "是不是有领导和开发商勾结?",
+        "没有干部私分补偿款,只是发得太慢。",
+    ],
+)
+def test_discipline_new_patterns_ignore_mentions(table: RoutingTable, text: str) -> None:
+    assert route_of(table, text) == NO_ROUTE, decide(table, normalize(text), "land_acquisition")
+
+
+def test_land_routes_come_before_conduct(table: RoutingTable) -> None:
+    # A cadre seizing forest land is a forestry matter first (order 30 < 50).
+    text = normalize("村支书带人侵占集体山林,砍了几百棵杉树。")
+    assert decide(table, text, "land_title_dispute").route == "forestry"
 
 
 # --- agri and forestry ------------------------------------------------------------------------
@@ -373,13 +461,114 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         load_table(tmp_path / "nope.yaml")
 
 
+def test_points_must_be_non_zero_whole_numbers(tmp_path: Path) -> None:
+    old = "    hints:\n"
+    hint = "      - points: 0\n        words: [大家]\n"
+    path, text, message = _load_broken(tmp_path, old, old + hint)
+    line = _line_of(text, hint)
+    assert message.startswith(f"{path}:{line}: points of a hint")
+    _, _, message = _load_broken(tmp_path, old, old + hint.replace("points: 0", "points: many"))
+    assert "whole number other than 0" in message
+
+
+def test_hint_needs_points_and_cues(tmp_path: Path) -> None:
+    old = "    hints:\n"
+    hint = "      - head: 100\n        words: [大家]\n"
+    path, text, message = _load_broken(tmp_path, old, old + hint)
+    assert message.startswith(f"{path}:{_line_of(text, '      - head: 100')}:")
+    assert "has no points" in message
+    _, _, message = _load_broken(tmp_path, old, old + "      - points: 1\n        head: 100\n")
+    assert "has no words, patterns or near" in message
+    hint = "      - points: 1\n        word: [大家]\n"
+    _, text, message = _load_broken(tmp_path, old, old + hint)
+    assert f":{_line_of(text, '        word: [大家]')}: unknown field 'word'" in message
+
+
+def test_count_rule_has_points_or_alone(tmp_path: Path) -> None:
+    old = "        points: 2\n      - after:"
+    new = "        points: 2\n        alone: false\n      - after:"
+    _, text, message = _load_broken(tmp_path, old, new)
+    assert f":{_line_of(text, '        alone: false')}: a count rule has either points" in message
+
+
+def test_min_weak_is_the_old_name_of_min_points(tmp_path: Path) -> None:
+    old = "    min_points: 4\n"
+    _, text, message = _load_broken(tmp_path, old, old + "    min_weak: 2\n")
+    line = _line_of(text, "    min_points: 4\n    min_weak: 2") + 1
+    assert f":{line}: " in message
+    assert "keep only min_points" in message
+
+
+# --- literal gates: an optimisation that must never change a result ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "gate"),
+    [
+        ("法院判决", ("法院判决",)),
+        ("(?:砍|打)死(?:你|他)", ("打死", "砍死")),
+        ("全体(?:业主|村民)", ("全体",)),  # one string is cheaper to look for than two
+        ("自杀(?!身亡)", ("自杀",)),
+        ("打了[^,。]{0,4}官司", ("打了",)),
+        ("(?:已|已经)(?:向[^,。]{0,12})?(?:起诉|上诉)", ("上诉", "起诉")),
+        ("我(?!们)", None),  # one character: in nearly every text
+        ("[^,]{2}", None),
+        ("a|b|c", None),
+        ("(?i)abc", None),  # case-insensitive: literals would miss "ABC"
+    ],
+)
+def test_literal_gate(pattern: str, gate: tuple[str, ...] | None) -> None:
+    found = literal_gate(re.compile(pattern))
+    assert (sorted(found) if found else None) == (sorted(gate) if gate else None)
+
+
+def test_gates_never_change_what_is_found(table: RoutingTable) -> None:
+    texts = [
+        normalize(text)
+        for text in (
+            "我已起诉开发商,法院还没判。村支书贪污补偿款,我们实名举报。",
+            "全体村民坚决反对。大不了跟他们同归于尽,我就跳楼。我们要去北京上访!",
+            "外嫁女的承包地被收回。林权证办不下来。组长私占鱼塘。",
+            "没有任何关键词的普通留言,路灯坏了。",
+        )
+    ]
+    cue_sets = [cues for rule in table.overrides for cues in (rule.cues, rule.weak)]
+    cue_sets += [table.flags["escalation"].cues, table.flags["extreme"].cues]
+    cue_sets += [table.collective.cues] + [hint.cues for hint in table.collective.hints]
+    for cues in cue_sets:
+        plain = CueSet(
+            patterns=cues.patterns,
+            near=tuple(NearPair(n.a, n.b, n.within) for n in cues.near),
+            negation=cues.negation,
+            window=cues.window,
+            exclude=cues.exclude,
+            head=cues.head,
+            tail=cues.tail,
+        )
+        object.__setattr__(plain, "gates", (None,) * len(cues.patterns))
+        for near in plain.near:
+            object.__setattr__(near, "gates", (None, None))
+        for text in texts:
+            assert cues.find(text) == plain.find(text)
+            assert cues.first(text) == plain.first(text)
+            assert cues.count(text, 3) == plain.count(text, 3)
+
+
+def test_first_chars() -> None:
+    assert first_chars("a?b") == {"a", "b"}
+    assert first_chars("(?:余|多)?户") == {"余", "多", "户"}
+    assert first_chars("a*") is None  # may match the empty string
+    assert first_chars(".x") is None  # any character
+    assert " " in (first_chars(r"\s*人") or set())
+
+
 # --- figures on the shared data (skipped when ../shared is absent) -------------------------------
 
 SHARED_CSV = ROOT.parent / "shared" / "data" / "petitions13_train.csv"
-# Measured on all annotated rows; the issue's targets for override recall (0.8) and collective
-# F1 (0.8) are not reached with lexicon rules on these labels (see docs/routing.md). Those two
-# are checked as xfail; the floors below guard against regressions.
-FLOORS = {"override_recall": 0.72, "collective_f1": 0.70}
+# Measured on all annotated rows. The collective F1 target (0.8) is not reached with lexicon
+# rules on these labels (79 % on all rows, 76 % held out; see docs/routing.md): it is checked
+# as xfail, and the floors below guard against regressions.
+FLOORS = {"override_recall": 0.80, "collective_f1": 0.78, "held_out_collective_f1": 0.75}
 
 
 def _eval_module() -> Any:
@@ -397,7 +586,12 @@ def shared_figures() -> dict[str, Any]:
         pytest.skip(f"{SHARED_CSV} not found (needs ../shared)")
     module = _eval_module()
     results = module.run(SHARED_CSV, load_table())
-    return {"all": results["all"], "met": module.targets_met(results["all"])}
+    return {
+        "all": results["all"],
+        "held": results["held-out (30%)"],
+        "met": module.targets_met(results["all"]),
+        "held_met": module.targets_met(results["held-out (30%)"]),
+    }
 
 
 @pytest.mark.shared
@@ -406,7 +600,7 @@ def shared_figures() -> dict[str, Any]:
     [
         "false_fire_rate",
         "extreme_recall",
-        pytest.param("override_recall", marks=pytest.mark.xfail(reason="see docs/routing.md")),
+        "override_recall",
         pytest.param("collective_f1", marks=pytest.mark.xfail(reason="see docs/routing.md")),
     ],
 )
@@ -414,4 +608,7 @@ def test_issue_targets_on_shared_data(shared_figures: dict[str, Any], target: st
     figures = shared_figures["all"]
     assert figures["override"]["recall_right_route"] >= FLOORS["override_recall"]
     assert figures["collective"]["f1"] >= FLOORS["collective_f1"]
+    assert shared_figures["held"]["collective"]["f1"] >= FLOORS["held_out_collective_f1"]
+    # The false-fire limit holds on the held-out part too.
+    assert shared_figures["held_met"]["false_fire_rate"]
     assert shared_figures["met"][target], (target, figures["override"], figures["collective"])

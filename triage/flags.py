@@ -7,13 +7,13 @@ Input is normalised text (``triage.normalize.normalize(title + "。" + text)``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from triage.routing import CollectiveConfig, RoutingTable
 
-__all__ = ["Flag", "count_people", "detect_flags", "parse_number", "priority"]
+__all__ = ["Flag", "PeopleCount", "count_people", "detect_flags", "parse_number", "priority"]
 
 _DIGITS = {
     "零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4,
@@ -25,8 +25,6 @@ _DIGITS = {
 _UNITS = {"十": 10, "百": 100, "千": 1000}
 _SINGLE = {**_DIGITS, **{str(d): d for d in range(10)}, **_UNITS, "万": 10_000}
 _CLAUSE_END = "。!?;,"
-# A run of Arabic or Chinese numerals; 上/近/约 ("上百名") need no reading: 百 is the number.
-_NUMERAL = re.compile("[0-9零〇一二两三四五六七八九十百千万几数]+")
 
 
 @dataclass(frozen=True)
@@ -72,21 +70,27 @@ def parse_number(token: str) -> int | None:
     return total + section + (digit or 0)
 
 
-def count_people(
-    text: str, config: CollectiveConfig, minimum: int = 0
-) -> list[tuple[int, str, bool]]:
-    """Counts of petitioners in ``text`` as ``(number, words, alone)``.
+class PeopleCount(NamedTuple):
+    """A number of people read from the text: "二十多户村民" → ``(20, "二十多户村民", 2)``."""
 
-    "二十多户村民" → ``(20, "二十多户村民", rule.alone)``. Counts below ``minimum`` are skipped
-    early (most numerals are the 一 of 一直, 一些…).
+    number: int
+    words: str
+    points: int | None  # None: raises 集体访 on its own; else the points of a hint
+
+
+def count_people(text: str, config: CollectiveConfig, minimum: int = 0) -> list[PeopleCount]:
+    """Counts of petitioners in ``text`` (``PeopleCount(number, words, points)``).
+
+    The first count rule whose context matches a number decides its points. Counts below
+    ``minimum`` are skipped early (most numerals are the 一 of 一直, 一些…).
     """
-    counts: list[tuple[int, str, bool]] = []
-    # One scan for numerals, then anchored checks of what surrounds each: much faster than a
-    # regex per rule that tries a numeral at every position.
-    for number in _NUMERAL.finditer(text):
+    counts: list[PeopleCount] = []
+    # One scan for numerals that a rule may accept (not 2019年, 5万元), then anchored checks of
+    # what surrounds each: much faster than a regex per rule that tries every position.
+    for number in config.numbers.finditer(text):
         token = number.group()
         if len(token) == 1 and _SINGLE.get(token, 10) < minimum:
-            continue  # the 一 of 一直, 一些… cannot reach the minimum
+            continue  # the 一 of 一个人, 三户… cannot reach the minimum
         start, end = number.span()
         for rule in config.counts:
             after = rule.after.match(text, end)
@@ -98,7 +102,7 @@ def count_people(
             if value is None or value < minimum or _guarded(text, start, config):
                 break
             prefix = text[start - 1] if start and text[start - 1] in "上近约" else ""
-            counts.append((value, prefix + token + after.group().strip(), rule.alone))
+            counts.append(PeopleCount(value, prefix + token + after.group().strip(), rule.points))
             break
     return counts
 
@@ -118,17 +122,39 @@ def _guarded(text: str, start: int, config: CollectiveConfig) -> bool:
 def _collective(text: str, config: CollectiveConfig) -> tuple[str, ...]:
     evidence = config.cues.find(text, limit=4)
     counts = count_people(text, config, config.min_people)
-    evidence += [words for _, words, alone in counts if alone and words not in evidence]
-    if not evidence:
-        # Weak hints: counts that may be bystanders ("小区1000多户") and group-ish wording; a
-        # small group ("我们两个老人", "我和我老婆") cancels them.
-        weak = [words for _, words, alone in counts if not alone][:1]
-        if config.weak:
-            weak += config.weak.find(text, limit=4)
-        small = config.small_group is not None and config.small_group.search(text)
-        if len(weak) >= config.min_weak and not small:
-            evidence = weak
-    return tuple(evidence[:4])
+    evidence += [c.words for c in counts if c.points is None and c.words not in evidence]
+    if evidence:
+        return tuple(evidence[:4])
+    # No decisive evidence: add up the points of the hints. A count that may be of bystanders
+    # ("小区1000多户") scores once, with its rule's points.
+    total = 0
+    found: list[tuple[int, str]] = []
+    scored = [(c.points, c.words) for c in counts if c.points is not None]
+    if scored:
+        total, words = max(scored, key=lambda item: item[0])
+        if total > 0:
+            found.append((total, words))
+    # Evidence for first, strongest first, stopping as soon as the flag is certain (even if every
+    # hint against were to match) or out of reach; evidence against is only looked at when the
+    # flag would otherwise be raised.
+    gain, loss = config.gain, config.loss
+    for hint in config.hints:
+        if hint.points > 0:
+            if total + loss >= config.min_points or total + gain < config.min_points:
+                continue
+            gain -= hint.ceiling
+        else:
+            if total < config.min_points or total + loss >= config.min_points:
+                break
+            loss -= hint.ceiling
+        points, hit = hint.score(text)
+        total += points
+        if points > 0 and hit is not None:
+            found.append((points, hit))
+    if total < config.min_points:
+        return ()
+    found.sort(key=lambda item: -item[0])
+    return tuple(dict.fromkeys(hit for _, hit in found))[:4]
 
 
 def detect_flags(text: str, table: RoutingTable) -> list[Flag]:

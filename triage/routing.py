@@ -14,6 +14,7 @@ this file by hand and needs to find the mistake.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -25,16 +26,23 @@ import yaml
 
 from triage.errors import ConfigError
 
+if sys.version_info >= (3, 11):
+    from re import _parser as _sre_parser  # type: ignore[attr-defined]  # for literal gates
+else:  # pragma: no cover
+    import sre_parse as _sre_parser
+
 __all__ = [
     "DISPOSITIONS",
     "FLAG_IDS",
     "NO_ROUTE",
+    "NUMERAL_CHARS",
     "PRIORITY_LEVELS",
     "CollectiveConfig",
     "CountRule",
     "CueSet",
     "DeadlineConfig",
     "FlagConfig",
+    "Hint",
     "IssueType",
     "NearPair",
     "OverrideRule",
@@ -45,6 +53,8 @@ __all__ = [
     "RoutingTable",
     "UnknownIssueTypeError",
     "decide",
+    "first_chars",
+    "literal_gate",
     "load_table",
     "parse_table",
 ]
@@ -54,6 +64,8 @@ FLAG_IDS = ("collective", "escalation", "extreme", "repeat")
 PRIORITY_LEVELS = ("urgent", "high", "normal")
 NO_ROUTE = "none"
 _DEFAULT_RESOURCE = "routing.yaml"
+#: Characters of the numerals that count people: Arabic digits and 零一二两…十百千万, 几/数.
+NUMERAL_CHARS = "0-9零〇一二两三四五六七八九十百千万几数"
 
 # Sentence and clause boundaries after normalisation (NFKC turns ，！？；： into ASCII).
 _SENTENCE_END = "。!?;"
@@ -197,6 +209,189 @@ class RouteDecision:
     evidence: tuple[str, ...]  # the words that made the rule fire
 
 
+# --------------------------------------------------------------------------------------------
+# Literal gates: most patterns cannot match most texts, and ``str.__contains__`` is much faster
+# than a regex scan that tries every position. A gate is a few literal strings of which every
+# match of the pattern contains at least one; when none is in the text the regex is skipped.
+# --------------------------------------------------------------------------------------------
+
+Gate = tuple[str, ...] | None
+_GATE_MAX_WORDS = 12  # more alternatives than this cost more to test than the scan they save
+_GATE_MIN_CHARS = 2  # a single common character ("们", "在") is in nearly every text
+
+
+_PRODUCT_MAX = 64  # literal strings tracked while reading consecutive literal parts
+
+
+def _literals(item: tuple[Any, Any]) -> set[str] | None:
+    """The strings one parsed regex item can match when it is purely literal ("法院", "[砍打]",
+    "(?:命|了)"); None otherwise."""
+    op, av = item
+    name = str(op)
+    if name == "LITERAL":
+        return {chr(av)}
+    if name == "IN":
+        if all(str(kind) == "LITERAL" for kind, _ in av):
+            return {chr(code) for _, code in av}
+        return None
+    if name == "SUBPATTERN":
+        return _sequence_literals(av[-1])
+    if name == "BRANCH":
+        union: set[str] = set()
+        for alternative in av[1]:
+            words = _sequence_literals(alternative)
+            if words is None:
+                return None
+            union |= words
+        return union
+    return None
+
+
+def _sequence_literals(items: Any) -> set[str] | None:
+    words: set[str] = {""}
+    for item in items:
+        part = _literals(item)
+        if part is None or len(words) * len(part) > _PRODUCT_MAX:
+            return None
+        words = {a + b for a in words for b in part}
+    return words
+
+
+def _required(items: Any) -> list[frozenset[str]]:
+    """Literal sets of which each must be met (one of its strings) by any match of ``items``.
+
+    ``items`` is a parsed regex (``re._parser``). Consecutive literal parts are multiplied out
+    ("(?:砍|打)死" → 砍死, 打死). Unknown constructs add nothing, so the result is always safe,
+    merely less selective.
+    """
+    found: list[frozenset[str]] = []
+    windows: list[set[str]] = []  # what the literal parts read so far spell, from each start
+    for item in items:
+        part = _literals(item)
+        if part is not None:
+            windows = [
+                {a + b for a in words for b in part}
+                for words in windows
+                if len(words) * len(part) <= _PRODUCT_MAX
+            ] + [part]
+            found += [frozenset(words) for words in windows]
+            continue
+        windows = []
+        op, av = item
+        name = str(op)
+        if name == "SUBPATTERN":
+            found += _required(av[-1])
+        elif name == "BRANCH":
+            union: set[str] = set()
+            for alternative in av[1]:
+                best = _best(_required(alternative))
+                if best is None:
+                    break
+                union |= best
+            else:
+                found.append(frozenset(union))
+        elif name in {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"} and av[0] >= 1:
+            found += _required(av[2])
+    return found
+
+
+def _best(sets: list[frozenset[str]]) -> frozenset[str] | None:
+    """The cheapest usable set: fewest strings (each is a scan of the text), then longest."""
+    usable = [
+        words
+        for words in sets
+        if len(words) <= _GATE_MAX_WORDS and min(map(len, words)) >= _GATE_MIN_CHARS
+    ]
+    if not usable:
+        return None
+    return max(usable, key=lambda words: (-len(words), min(map(len, words))))
+
+
+def literal_gate(pattern: re.Pattern[str]) -> Gate:
+    """Strings of which every match of ``pattern`` contains one; None when none are useful."""
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        best = _best(_required(_sre_parser.parse(pattern.pattern, pattern.flags)))
+    except Exception:  # a gate is an optimisation: never fail because of it
+        return None
+    if best is None:
+        return None
+    # A string that contains another is redundant: "仲裁委员会" contains "仲裁委".
+    words = sorted(best, key=len)
+    kept = [w for i, w in enumerate(words) if not any(v in w for v in words[:i])]
+    return tuple(kept)
+
+
+# Characters ``\s`` matches in a str pattern (those for which str.isspace() is true).
+_SPACES = frozenset(
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
+    + "".join(chr(code) for code in range(0x2000, 0x200B))
+)
+
+
+def _starts(items: Any) -> tuple[set[str], bool] | None:
+    """The characters a match of parsed regex ``items`` can start with, and whether it can be
+    empty; None when that is not known (a wildcard, a negated class…)."""
+    chars: set[str] = set()
+    for op, av in items:
+        name = str(op)
+        if name in {"AT", "ASSERT", "ASSERT_NOT"}:
+            continue  # zero width
+        if name == "LITERAL":
+            return chars | {chr(av)}, False
+        if name == "IN":
+            for kind, value in av:
+                if str(kind) == "LITERAL":
+                    chars.add(chr(value))
+                elif str(kind) == "CATEGORY" and str(value) == "CATEGORY_SPACE":
+                    chars |= _SPACES
+                else:
+                    return None
+            return chars, False
+        if name == "SUBPATTERN":
+            inner = _starts(av[-1])
+        elif name == "BRANCH":
+            inner = (set(), False)
+            for alternative in av[1]:
+                alt = _starts(alternative)
+                if alt is None:
+                    return None
+                inner = (inner[0] | alt[0], inner[1] or alt[1])
+        elif name in {"MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"}:
+            inner = _starts(av[2])
+            if inner is not None and av[0] == 0:
+                inner = (inner[0], True)
+        else:
+            return None
+        if inner is None:
+            return None
+        chars |= inner[0]
+        if not inner[1]:
+            return chars, False
+    return chars, True
+
+
+def first_chars(pattern: str) -> frozenset[str] | None:
+    """Characters every non-empty match of ``pattern`` starts with (None: unknown or any)."""
+    try:
+        found = _starts(_sre_parser.parse(pattern))
+    except Exception:  # an optimisation: never fail because of it
+        return None
+    if found is None or found[1]:
+        return None  # unknown, or the pattern can match the empty string
+    return frozenset(found[0])
+
+
+def _open(gate: Gate, text: str) -> bool:
+    if gate is None:
+        return True
+    for word in gate:  # noqa: SIM110 - a plain loop: any() over a generator costs more here
+        if word in text:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class NearPair:
     """Two word groups that must occur in one sentence at most ``within`` characters apart."""
@@ -204,6 +399,10 @@ class NearPair:
     a: re.Pattern[str]
     b: re.Pattern[str]
     within: int
+    gates: tuple[Gate, Gate] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gates", (literal_gate(self.a), literal_gate(self.b)))
 
 
 @dataclass(frozen=True)
@@ -213,7 +412,8 @@ class CueSet:
     A match is dropped when ``negation`` matches within ``window`` characters before it in the
     same clause ("我不想起诉"), or when ``exclude`` matches the sentence around it.
     ``near`` pairs fire when their two word groups occur in one sentence within N characters.
-    ``head`` limits the search to the first N characters (the title and opening lines).
+    ``head`` limits the search to the first N characters (the title and opening lines), ``tail``
+    to the last N (a signature).
     """
 
     # The words as one alternation plus one regex per pattern: Python's re scans a single
@@ -225,18 +425,31 @@ class CueSet:
     window: int = 8
     exclude: re.Pattern[str] | None = None
     head: int | None = None
+    tail: int | None = None
+    gates: tuple[Gate, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gates", tuple(literal_gate(p) for p in self.patterns))
 
     def __bool__(self) -> bool:
         return bool(self.patterns) or bool(self.near)
 
     def find(self, text: str, limit: int = 8) -> list[str]:
         """Return the distinct surviving hits in order of appearance (at most ``limit``)."""
-        if self.head is not None:
-            text = text[: self.head]
+        text = self._part(text)
         spans: list[tuple[int, int, str]] = []
-        for pattern in self.patterns:
-            spans.extend((m.start(), -m.end(), m.group()) for m in pattern.finditer(text))
-        if len(self.patterns) > 1:
+        for pattern, gate in zip(self.patterns, self.gates, strict=True):
+            if gate is not None:
+                for word in gate:  # plain loops: generators cost more than they save here
+                    if word in text:
+                        break
+                else:
+                    continue
+            for m in pattern.finditer(text):
+                spans.append((m.start(), -m.end(), m.group()))
+        if not spans and not self.near:
+            return []
+        if len(spans) > 1:
             spans.sort()  # by position, longest first at a position
         found: list[str] = []
         last_end = -1
@@ -256,9 +469,65 @@ class CueSet:
                         return found
         return found
 
+    def first(self, text: str) -> str | None:
+        """The first surviving hit found (patterns in order, then near pairs), or None: cheaper
+        than :meth:`find` when only presence matters."""
+        text = self._part(text)
+        guarded = self.negation is not None or self.exclude is not None
+        for pattern, gate in zip(self.patterns, self.gates, strict=True):
+            if gate is not None:
+                for word in gate:
+                    if word in text:
+                        break
+                else:
+                    continue
+            if not guarded:
+                match = pattern.search(text)
+                if match is not None:
+                    return _shorten(match.group())
+                continue
+            for match in pattern.finditer(text):
+                if self._keep(text, match.start(), match.end()):
+                    return _shorten(match.group())
+        for near in self.near:
+            for hit in self._near_hits(text, near):
+                return hit
+        return None
+
+    def count(self, text: str, enough: int) -> tuple[int, str | None]:
+        """How many hits survive (counting stops at ``enough``) and the first of them."""
+        text = self._part(text)
+        seen = 0
+        first: str | None = None
+        for pattern, gate in zip(self.patterns, self.gates, strict=True):
+            if not _open(gate, text):
+                continue
+            for match in pattern.finditer(text):
+                if self._keep(text, match.start(), match.end()):
+                    seen += 1
+                    first = first or match.group()
+                    if seen >= enough:
+                        return seen, first
+        for near in self.near:
+            for hit in self._near_hits(text, near):
+                seen += 1
+                first = first or hit
+                if seen >= enough:
+                    return seen, first
+        return seen, first
+
+    def _part(self, text: str) -> str:
+        if self.head is not None:
+            text = text[: self.head]
+        if self.tail is not None:
+            text = text[-self.tail :]
+        return text
+
     def _near_hits(self, text: str, near: NearPair) -> list[str]:
         # Two linear scans and a pairing of the (few) hits: much faster than one regex with a
         # lazy gap between two long alternations, which backtracks on every candidate.
+        if not (_open(near.gates[0], text) and _open(near.gates[1], text)):
+            return []
         firsts = [m for m in near.a.finditer(text) if self._keep(text, m.start(), m.end())]
         if not firsts:
             return []
@@ -341,26 +610,88 @@ class FlagConfig:
 @dataclass(frozen=True)
 class CountRule:
     """A number counts petitioners when ``after`` matches right after it (and ``before``, if
-    set, right before it): "二十多户村民" → after ``多户村民``; "我们5人" → before ``我们``."""
+    set, right before it): "二十多户村民" → after ``多户村民``; "我们5人" → before ``我们``.
+
+    ``points`` None: the count alone raises the flag ("我们5人"). A number: the count is only a
+    hint worth that many points ("小区1000多户" may count bystanders, not writers).
+    """
 
     after: re.Pattern[str]
     before: re.Pattern[str] | None = None
-    alone: bool = True  # False: the count is only a weak hint ("小区1000多户" may be bystanders)
+    points: int | None = None
+
+    @property
+    def alone(self) -> bool:
+        """True when the count raises the flag on its own."""
+        return self.points is None
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Scored evidence of the 集体访 detector: ``points`` (negative: evidence against) when
+    ``cues`` survive at least ``times`` times ("我们" three times).
+
+    ``per_hit``: every different hit scores (up to four), the behaviour of the older
+    ``weak`` hints that a table may still use.
+    """
+
+    points: int
+    cues: CueSet
+    times: int = 1
+    per_hit: bool = False
+
+    def score(self, text: str) -> tuple[int, str | None]:
+        """Points earned on ``text`` and the first surviving hit (None when none)."""
+        if self.per_hit:
+            hits = self.cues.find(text, limit=4)
+            return self.points * len(hits), (hits[0] if hits else None)
+        if self.times == 1:
+            hit = self.cues.first(text)
+            return (self.points, hit) if hit is not None else (0, None)
+        seen, first = self.cues.count(text, self.times)
+        return (self.points, first) if seen >= self.times else (0, None)
+
+    ceiling: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The most this hint can add (a positive hint) or take away (a negative one).
+        object.__setattr__(self, "ceiling", self.points * (4 if self.per_hit else 1))
 
 
 @dataclass(frozen=True)
 class CollectiveConfig:
-    """Settings of the 集体访 detector (see ``triage.flags``)."""
+    """Settings of the 集体访 detector (see ``triage.flags``).
+
+    ``cues`` and counts without points raise the flag on their own; otherwise the points of the
+    ``hints`` and of the counts with points are added and the flag is raised at ``min_points``.
+    """
 
     name: str
     min_people: int
-    cues: CueSet  # group words that mean "many petitioners" on their own (联名, 全体村民)
+    cues: CueSet  # group words that mean "many petitioners" on their own (联名, 集体上访)
     counts: tuple[CountRule, ...]  # what must surround a number for it to count petitioners
     count_guard: re.Pattern[str] | None  # context that means the count is not of petitioners
     guard_window: int
-    weak: CueSet = field(default_factory=CueSet)  # weaker hints, ``min_weak`` of them needed
-    min_weak: int = 2
-    small_group: re.Pattern[str] | None = None  # "我们两个", "我和我老婆": fewer than five
+    hints: tuple[Hint, ...] = ()  # for, then against; strongest first (see ``triage.flags``)
+    min_points: int = 2
+    # Runs of numerals followed by a character that some count rule accepts: one C-level scan
+    # skips the years, dates and sums of money that make up most numbers in a letter.
+    numbers: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    # The most all hints for and all hints against can add (for stopping early).
+    gain: int = field(init=False, repr=False, compare=False)
+    loss: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gain", sum(h.ceiling for h in self.hints if h.points > 0))
+        object.__setattr__(self, "loss", sum(h.ceiling for h in self.hints if h.points < 0))
+        digits = f"[{NUMERAL_CHARS}]+"
+        union = "|".join(f"(?:{rule.after.pattern})" for rule in self.counts)
+        follow = first_chars(union) if union else None
+        if follow and not any(re.fullmatch(f"[{NUMERAL_CHARS}]", char) for char in follow):
+            # Greedy and followed by a non-numeral: only whole runs can match.
+            chars = "".join(re.escape(char) for char in sorted(follow))
+            digits += f"(?=[{chars}])"
+        object.__setattr__(self, "numbers", re.compile(digits))
 
 
 @dataclass(frozen=True)
@@ -504,7 +835,7 @@ _TOP_KEYS = {
 }
 _ISSUE_KEYS = {"name", "meaning", "department", "disposition"}
 _ROUTE_KEYS = {"name", "department", "disposition"}
-_CUE_KEYS = {"words", "patterns", "near", "negation", "window", "exclude", "head"}
+_CUE_KEYS = {"words", "patterns", "near", "negation", "window", "exclude", "head", "tail"}
 _RULE_KEYS = {
     "id",
     "name",
@@ -659,6 +990,9 @@ class _Builder:
         head = node.get("head")
         if head is not None:
             head = self.integer(node, "head", what, 0, 1)
+        tail = node.get("tail")
+        if tail is not None:
+            tail = self.integer(node, "tail", what, 0, 1)
         return CueSet(
             patterns=tuple(patterns),
             near=tuple(near),
@@ -666,6 +1000,7 @@ class _Builder:
             window=self.integer(node, "window", what, 8, 1),
             exclude=re.compile(exclude) if exclude else None,
             head=head,
+            tail=tail,
         )
 
     def near_side(self, pair: _Map, key: str, what: str) -> str:
@@ -872,38 +1207,45 @@ class _Builder:
 
     def build_collective(self, item: _Map, name: str, what: str) -> CollectiveConfig:
         allowed = {
-            "name", "min_people", "cues", "count", "count_guard", "guard_window", "weak",
-            "min_weak", "small_group",
+            "name", "min_people", "cues", "count", "count_guard", "guard_window", "hints",
+            "min_points",
+            # The first version of the table: weak hints worth a point each, min_weak of them,
+            # and small_group cancelling them. Still read, as the same hints.
+            "weak", "min_weak", "small_group",
         }  # fmt: skip
         self.check_keys(item, allowed, what)
         for key in ("cues", "count"):
             if key not in item:
                 raise self.fail(f"{what} has no {key}", item.line)
-        counts = self.sequence(item["count"], f"count of {what}", item.lines["count"])
-        compiled: list[CountRule] = []
-        for value, line in zip(counts, counts.lines, strict=True):
-            rule = self.mapping(value, f"a count rule of {what}", line)
-            self.check_keys(rule, {"before", "after", "alone"}, f"a count rule of {what}")
-            alone = rule.get("alone", True)
-            if not isinstance(alone, bool):
-                raise self.fail("alone must be true or false", rule.lines.get("alone", line))
-            if "after" not in rule:
-                message = f"a count rule of {what} needs 'after' (what follows the number)"
-                raise self.fail(message, line)
-            after = self.regex(rule["after"], rule.lines["after"], f"count of {what}")
-            before = None
-            if "before" in rule:
-                before = self.regex(rule["before"], rule.lines["before"], f"count of {what}")
-            compiled.append(
-                CountRule(
-                    after=re.compile(after),
-                    # \Z: "before" must end exactly where the number starts.
-                    before=re.compile(f"(?:{before})\\Z") if before else None,
-                    alone=alone,
-                )
+        if "min_points" in item and "min_weak" in item:
+            raise self.fail(
+                f"{what}: min_weak is the old name of min_points; keep only min_points",
+                item.lines["min_weak"],
             )
-        guard = item.get("count_guard")
+        counts = self.sequence(item["count"], f"count of {what}", item.lines["count"])
+        compiled = [
+            self.count_rule(value, line, what)
+            for value, line in zip(counts, counts.lines, strict=True)
+        ]
+        hints: list[Hint] = []
+        if "hints" in item:
+            seq = self.sequence(item["hints"], f"hints of {what}", item.lines["hints"])
+            hints += [
+                self.hint(value, line, what) for value, line in zip(seq, seq.lines, strict=True)
+            ]
+        if "weak" in item:
+            weak = self.cue_set(item["weak"], f"weak of {what}", item.lines["weak"])
+            hints.append(Hint(points=1, cues=weak, per_hit=True))
         small = item.get("small_group")
+        if small:
+            pattern = re.compile(self.regex(small, item.lines["small_group"], what))
+            # Fewer than five people: cancels every hint, as it always did.
+            hints.append(Hint(points=-1000, cues=CueSet(patterns=(pattern,))))
+        # Evidence for before evidence against, strongest first: detection stops as soon as the
+        # outcome is certain (``triage.flags``).
+        hints.sort(key=lambda hint: (hint.points < 0, -abs(hint.ceiling)))
+        guard = item.get("count_guard")
+        min_key = "min_weak" if "min_weak" in item else "min_points"
         return CollectiveConfig(
             name=name,
             min_people=self.integer(item, "min_people", what, 5, 2),
@@ -913,13 +1255,65 @@ class _Builder:
             if guard
             else None,
             guard_window=self.integer(item, "guard_window", what, 6, 0),
-            weak=self.cue_set(item["weak"], f"weak of {what}", item.lines["weak"])
-            if "weak" in item
-            else CueSet(),
-            min_weak=self.integer(item, "min_weak", what, 2, 1),
-            small_group=re.compile(self.regex(small, item.lines["small_group"], what))
-            if small
-            else None,
+            hints=tuple(hints),
+            min_points=self.integer(item, min_key, what, 2, 1),
+        )
+
+    def count_rule(self, value: Any, line: int, what: str) -> CountRule:
+        rule = self.mapping(value, f"a count rule of {what}", line)
+        self.check_keys(rule, {"before", "after", "alone", "points"}, f"a count rule of {what}")
+        if "after" not in rule:
+            raise self.fail(f"a count rule of {what} needs 'after' (what follows the number)", line)
+        points: int | None = None
+        if "points" in rule:
+            if "alone" in rule:
+                raise self.fail(
+                    "a count rule has either points (a hint) or alone, not both",
+                    rule.lines["alone"],
+                )
+            points = self.points(rule, f"a count rule of {what}", line)
+        elif "alone" in rule:
+            alone = rule["alone"]
+            if not isinstance(alone, bool):
+                raise self.fail("alone must be true or false", rule.lines["alone"])
+            points = None if alone else 1  # the old weak count: one point
+        after = self.regex(rule["after"], rule.lines["after"], f"count of {what}")
+        before = None
+        if "before" in rule:
+            before = self.regex(rule["before"], rule.lines["before"], f"count of {what}")
+        return CountRule(
+            after=re.compile(after),
+            # \Z: "before" must end exactly where the number starts.
+            before=re.compile(f"(?:{before})\\Z") if before else None,
+            points=points,
+        )
+
+    def points(self, node: _Map, what: str, line: int) -> int:
+        value = node.get("points")
+        if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+            raise self.fail(
+                f"points of {what} must be a whole number other than 0 (negative: evidence "
+                "against)",
+                node.lines.get("points", line),
+            )
+        return value
+
+    def hint(self, value: Any, line: int, what: str) -> Hint:
+        node = self.mapping(value, f"a hint of {what}", line)
+        where = f"a hint of {what}"
+        self.check_keys(node, _CUE_KEYS | {"points", "times"}, where)
+        if "points" not in node:
+            raise self.fail(f"{where} has no points", line)
+        cue_keys = {key: node[key] for key in node if key in _CUE_KEYS}
+        if not cue_keys.get("words") and not cue_keys.get("patterns") and not cue_keys.get("near"):
+            raise self.fail(f"{where} has no words, patterns or near", line)
+        cues = _Map(cue_keys)
+        cues.line = node.line
+        cues.lines = {key: node.lines[key] for key in cue_keys}
+        return Hint(
+            points=self.points(node, where, line),
+            cues=self.cue_set(cues, where, line),
+            times=self.integer(node, "times", where, 1, 1),
         )
 
     def build_priority(
