@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -167,6 +167,30 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
             future.set_result(result)
 
 
+def _run_batches(
+    process: Callable[[ModelSlot, list[Any]], list[Any]],
+    on_batch: Callable[[int], None] | None,
+    jobs: list[_Job],
+    max_batch: int,
+) -> Iterator[tuple[list[_Job], list[Any]]]:
+    """Process ``jobs`` in batches of one model slot each: yield each batch and its results
+    (an exception in place of every result when the whole batch failed)."""
+    groups: dict[int, list[_Job]] = {}
+    for job in jobs:
+        groups.setdefault(id(job.slot), []).append(job)
+    for group in groups.values():
+        for start in range(0, len(group), max_batch):
+            batch = group[start : start + max_batch]
+            if on_batch is not None:
+                on_batch(len(batch))
+            try:
+                results: list[Any] = process(batch[0].slot, [j.item for j in batch])
+            except Exception as exc:  # e.g. the database is gone: every request gets it
+                log.exception("batch of %d failed", len(batch))
+                results = [exc] * len(batch)
+            yield batch, results
+
+
 class Batcher:
     """Micro-batching of single-petition requests on a few worker threads.
 
@@ -226,20 +250,10 @@ class Batcher:
                 return
 
     def _handle(self, jobs: list[_Job]) -> None:
-        groups: dict[int, list[_Job]] = {}
-        for job in jobs:
-            groups.setdefault(id(job.slot), []).append(job)
-        for group in groups.values():
-            if self.on_batch is not None:
-                self.on_batch(len(group))
-            try:
-                results: list[Any] = self.process(group[0].slot, [j.item for j in group])
-            except Exception as exc:  # e.g. the database is gone: every request gets it
-                log.exception("batch of %d failed", len(group))
-                results = [exc] * len(group)
+        for batch, results in _run_batches(self.process, self.on_batch, jobs, self.max_batch):
             # One wake-up of each event loop per batch, not one per request.
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-            for job, result in zip(group, results, strict=True):
+            for job, result in zip(batch, results, strict=True):
                 by_loop.setdefault(job.loop, []).append((job.future, result))
             for loop, outcomes in by_loop.items():
                 # A closed event loop (shut down) has nobody waiting any more.
@@ -275,8 +289,7 @@ class InlineBatcher:
         self.process = process
         self.on_batch = on_batch
         self.max_batch = max_batch
-        self._pending: list[tuple[ModelSlot, Any, asyncio.Future[Any]]] = []
-        self._scheduled = False
+        self._pending: list[_Job] = []
 
     def start(self) -> None:
         """Nothing to start: the event loop runs the batches."""
@@ -285,34 +298,15 @@ class InlineBatcher:
         """Queue one item and wait for its result (or its exception, raised here)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((slot, item, future))
-        if not self._scheduled:
-            self._scheduled = True
+        if not self._pending:  # the first of this turn: run the batch after the others
             loop.call_soon(self._flush)
+        self._pending.append(_Job(slot, item, future, loop))
         return await future
 
     def _flush(self) -> None:
-        self._scheduled = False
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[ModelSlot, Any, asyncio.Future[Any]]]] = {}
-        for job in pending:
-            groups.setdefault(id(job[0]), []).append(job)
-        for group in groups.values():
-            for start in range(0, len(group), self.max_batch):
-                chunk = group[start : start + self.max_batch]
-                if self.on_batch is not None:
-                    self.on_batch(len(chunk))
-                try:
-                    results: list[Any] = self.process(chunk[0][0], [item for _, item, _ in chunk])
-                except Exception as exc:  # e.g. the database is gone: every request gets it
-                    log.exception("batch of %d failed", len(chunk))
-                    results = [exc] * len(chunk)
-                _resolve(
-                    [
-                        (future, result)
-                        for (_, _, future), result in zip(chunk, results, strict=True)
-                    ]
-                )
+        for batch, results in _run_batches(self.process, self.on_batch, pending, self.max_batch):
+            _resolve([(job.future, result) for job, result in zip(batch, results, strict=True)])
 
     def close(self) -> None:
         """Nothing to stop; pending requests are answered by the loop's last turns."""
