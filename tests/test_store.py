@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from datetime import date
@@ -144,3 +145,33 @@ def test_iter_cases_since(db_url: str) -> None:
     later = store.add_case(**case(text="晚"))
     assert [c.id for c in store.iter_cases(since=record.created_at)] == [later]
     assert [c.id for c in store.iter_cases()] == [first, later]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_writers_queue_on_a_lock_file_across_processes(tmp_path: Path) -> None:
+    """A writer waits for another process's write to finish, then starts at once."""
+    import subprocess
+    import time
+
+    db = tmp_path / "cases.sqlite3"
+    store = Store(f"sqlite:///{db}")
+    lock = tmp_path / "cases.sqlite3-writelock"
+    assert lock.is_file()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\n"
+         "time.sleep(0.4)\n"
+         "fcntl.flock(fd, fcntl.LOCK_UN)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    start = time.perf_counter()
+    store.add_case(**case(text="排队写入"))
+    waited = time.perf_counter() - start
+    holder.wait(timeout=10)
+    assert 0.25 < waited < 2.0  # waited for the other process, and not a backoff longer
+    assert store.count_cases() == 1
+    store.close()
