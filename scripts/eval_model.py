@@ -6,7 +6,8 @@
 2. petitions13_train.csv (13 issue types): 5-fold cross-validated per-class figures, with and
    without the project's written examples (data/examples/*.csv) added to every training fold;
    evaluated on real rows only.
-3. Time to train (cross-validation + final fit) on each file.
+3. Time to train (cross-validation + final fit) on each file, with ``--n-jobs`` processes
+   (default: one per CPU, as ``triage train``; the figures do not depend on it).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ def main() -> int:
     parser.add_argument("--shared", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", default=None, help="write all figures to this JSON file")
     parser.add_argument("--only", choices=["teddy7", "petitions13"], default=None)
+    parser.add_argument(
+        "--n-jobs", type=int, default=-1, help="processes for folds and fits (1: sequential)"
+    )
     args = parser.parse_args()
     shared = Path(args.shared)
     if not (shared / "teddy7_train.csv").is_file():
@@ -61,12 +65,13 @@ def main() -> int:
             data.labels,
             ex_texts if with_examples else [],
             ex_labels if with_examples else [],
+            n_jobs=args.n_jobs,
         )
         metrics["wall_seconds"] = round(time.perf_counter() - t0, 1)
         metrics["cpu_seconds"] = round(time.process_time() - c0, 1)
         if name != "petitions13_without_examples":
             t0, c0 = time.perf_counter(), time.process_time()
-            PetitionClassifier(**DEFAULT_PARAMS).fit(
+            PetitionClassifier(**DEFAULT_PARAMS, n_jobs=args.n_jobs).fit(
                 data.texts + (ex_texts if with_examples else []),
                 data.labels + (ex_labels if with_examples else []),
             )

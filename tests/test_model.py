@@ -98,3 +98,27 @@ def test_features_rows_are_normalised() -> None:
     assert norms[2] == 0
     # Unseen n-grams are ignored, not errors.
     assert feats.transform(["完全不同的内容 xyz"]).shape == (1, feats.n_features_out_)
+
+
+def test_parallel_fit_and_cv_match_sequential() -> None:
+    from triage.evaluate import cross_validate
+
+    texts, labels = _examples()
+    one = PetitionClassifier(calibration_folds=2).fit(texts, labels)
+    two = PetitionClassifier(calibration_folds=2, n_jobs=2).fit(texts, labels)
+    np.testing.assert_array_equal(one.coef_, two.coef_)
+    np.testing.assert_array_equal(one.calibrator_coef_, two.calibrator_coef_)
+    est = PetitionClassifier(calibration_folds=2)
+    m1, _, s1 = cross_validate(est, texts, labels, folds=3, n_jobs=1)
+    m2, _, s2 = cross_validate(est, texts, labels, folds=3, n_jobs=2)
+    assert m1["macro_f1"] == m2["macro_f1"]
+    np.testing.assert_array_equal(s1, s2)
+
+
+def test_nb_scaling_is_a_plain_linear_head() -> None:
+    texts, labels = _examples()
+    est = PetitionClassifier(calibration_folds=2, nb_scaling=True, C=0.3).fit(texts, labels)
+    assert est.coef_.shape == (len(est.classes_), est.features_.n_features_out_)
+    proba = est.predict_proba(texts[:20])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert (est.predict(texts) == np.asarray(labels, dtype=object)).mean() > 0.9

@@ -19,7 +19,7 @@ import numpy as np
 from triage.errors import InputError, ModelError
 from triage.features import Analyzed, TextFeatures, prepare_text
 
-__all__ = ["PetitionClassifier", "Prediction", "subset_analyzed"]
+__all__ = ["PetitionClassifier", "Prediction", "parallel_map", "subset_analyzed"]
 
 AnalyzedDocs = tuple[Analyzed, Analyzed, int]
 
@@ -32,6 +32,40 @@ def subset_analyzed(analyzed: AnalyzedDocs, index: np.ndarray) -> AnalyzedDocs:
     pw, pc = pos[wr], pos[cr]
     mw, mc = pw >= 0, pc >= 0
     return (pw[mw], wh[mw]), (pc[mc], ch[mc]), len(index)
+
+
+def _fit_svm(svm, X, y, X_test):  # type: ignore[no-untyped-def]
+    """Fit ``svm`` on (X, y); also return its decision values on ``X_test`` if given."""
+    from sklearn.base import clone
+
+    svm = clone(svm).fit(X, y)
+    return svm, (None if X_test is None else svm.decision_function(X_test))
+
+
+def parallel_map(fn, args_list, n_jobs: int | None, on_done=None):  # type: ignore[no-untyped-def]
+    """``[fn(*args) for args in args_list]``, in up to ``n_jobs`` processes.
+
+    ``on_done(k)`` is called as the results come in (``k`` of them so far, in order).
+    ``args_list`` may be a generator: it is consumed as workers free up, not all at once.
+
+    Processes, not threads: liblinear draws from one process-wide random generator, so
+    concurrent fits in threads could change each other's results; in processes every fit is
+    exactly what it would be run alone.
+    """
+    if n_jobs is None or n_jobs == 1:
+        results = (fn(*args) for args in args_list)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(fn)(*args) for args in args_list
+        )
+    out = []
+    for result in results:
+        out.append(result)
+        if on_done is not None:
+            on_done(len(out))
+    return out
 
 
 @dataclass(frozen=True)
@@ -57,6 +91,11 @@ class PetitionClassifier:
         "sqrt") of the calibrator, a multinomial logistic regression over the SVM's scores.
     abstain_threshold : below this top probability a prediction is marked ``needs_review``.
     max_chars : characters of each text read (the rest is ignored).
+    nb_scaling : fit :class:`triage.nbsvm.NBLinearSVC` (naive-Bayes log-count-ratio
+        scaled one-vs-rest SVMs, class-balanced per binary problem; ``class_weight`` is then
+        unused) instead of a plain ``LinearSVC``. Same prediction cost.
+    n_jobs : processes fitting the SVM and the calibration folds' SVMs side by side (``None``
+        or 1: one after the other, -1: one per CPU). Results are identical either way.
 
     ``X`` is a sequence of raw texts (title and body joined by a newline); normalisation
     and segmentation happen inside, so callers never pre-process.
@@ -76,6 +115,8 @@ class PetitionClassifier:
         abstain_threshold: float = 0.45,
         max_chars: int = 4000,
         random_state: int = 0,
+        n_jobs: int | None = None,
+        nb_scaling: bool = False,
     ) -> None:
         self.C = C
         self.class_weight = class_weight
@@ -89,6 +130,8 @@ class PetitionClassifier:
         self.abstain_threshold = abstain_threshold
         self.max_chars = max_chars
         self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.nb_scaling = nb_scaling
 
     # -- estimator API: scikit-learn's conventions without importing it (1.2 s) ----------
     _estimator_type = "classifier"
@@ -135,6 +178,10 @@ class PetitionClassifier:
         )
 
     def _svm(self):  # type: ignore[no-untyped-def]
+        if self.nb_scaling:
+            from triage.nbsvm import NBLinearSVC
+
+            return NBLinearSVC(C=self.C, random_state=self.random_state)
         # Imported here, not at module level: loading a model to predict needs neither the
         # SVM nor the optimisers, and importing them costs a large part of cold start.
         from sklearn.svm import LinearSVC
@@ -177,23 +224,29 @@ class PetitionClassifier:
         self.features_ = self._features().fit_analyzed(analyzed)
         X = self.features_.transform_analyzed(analyzed)
         self.classes_ = classes
-        svm = self._svm().fit(X, y)
+        if oof_scores is None:
+            svm, oof_scores = self._fit_with_oof(X, y)
+        else:
+            svm = self._svm().fit(X, y)
         # Store the linear head as float32 arrays: half the size, same decisions.
         self.coef_ = svm.coef_.astype(np.float32)
         self.intercept_ = svm.intercept_.astype(np.float32)
-        if len(classes) == 2:  # LinearSVC stores one row for two classes
+        if self.coef_.shape[0] == 1:  # LinearSVC stores one row for two classes
             self.coef_ = np.vstack([-self.coef_, self.coef_])
             self.intercept_ = np.concatenate([-self.intercept_, self.intercept_])
-        if oof_scores is None:
-            oof_scores = self._out_of_fold_scores(X, y)
         # The calibrator sees every class's SVM score at once, so besides turning scores into
         # probabilities it learns how classes trade off (a rare land class whose score is
         # close to urban_housing's is often the right answer): +1.5 points macro-F1 in CV.
         from sklearn.linear_model import LogisticRegression
+        from threadpoolctl import threadpool_limits
 
-        calibrator = LogisticRegression(
-            C=self.stack_C, class_weight=self._stack_weights(y), max_iter=2000
-        ).fit(oof_scores, y)
+        # One BLAS thread: lbfgs's sums then do not depend on the machine's core count or on
+        # running in a worker process (where joblib allows one thread), so a model and its
+        # CV figures are the same whatever ``n_jobs`` and the machine.
+        with threadpool_limits(limits=1):
+            calibrator = LogisticRegression(
+                C=self.stack_C, class_weight=self._stack_weights(y), max_iter=2000
+            ).fit(oof_scores, y)
         # Keep only the calibrator's arrays: the artefact then holds no sklearn estimator,
         # and loading it for prediction does not import sklearn.linear_model.
         coef, intercept = calibrator.coef_.astype(np.float64), calibrator.intercept_.astype(float)
@@ -216,8 +269,9 @@ class PetitionClassifier:
         weights = np.sqrt(len(y) / (len(classes) * counts))
         return {str(c): float(w) for c, w in zip(classes, weights, strict=True)}
 
-    def _out_of_fold_scores(self, X, y: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
-        """Decision values of every training row from a model that did not see it."""
+    def _fit_with_oof(self, X, y: np.ndarray):  # type: ignore[no-untyped-def]
+        """The SVM fitted on all rows, and every row's decision values from an SVM that did
+        not see it (the calibrator's training data); the fits run in ``n_jobs`` processes."""
         counts = {c: int((y == c).sum()) for c in self.classes_}
         folds = max(2, min(self.calibration_folds, max(counts.values())))
         from sklearn.model_selection import StratifiedKFold
@@ -227,17 +281,20 @@ class PetitionClassifier:
         # lacks a class scores it very low, which is what a model that never saw it would do.
         oof = np.full((len(y), len(self.classes_)), -3.0)
         strat = np.where([counts[c] >= folds for c in y], y, "__rare__")
-        for train, test in cv.split(np.zeros(len(y)), strat):
-            fold_classes = np.unique(y[train])
-            if len(fold_classes) < 2:
-                continue
-            svm = self._svm().fit(X[train], y[train])
-            scores = svm.decision_function(X[test])
+        splits = [
+            (train, test)
+            for train, test in cv.split(np.zeros(len(y)), strat)
+            if len(np.unique(y[train])) >= 2
+        ]
+        tasks = [(X, y, None)] + [(X[train], y[train], X[test]) for train, test in splits]
+        results = parallel_map(_fit_svm, [(self._svm(), *t) for t in tasks], self.n_jobs)
+        svm = results[0][0]
+        for (_, test), (fold_svm, scores) in zip(splits, results[1:], strict=True):
             if scores.ndim == 1:
                 scores = np.column_stack([-scores, scores])
-            cols = np.searchsorted(self.classes_, fold_classes)
+            cols = np.searchsorted(self.classes_, fold_svm.classes_)
             oof[np.ix_(test, cols)] = scores
-        return oof
+        return svm, oof
 
     # -- prediction ---------------------------------------------------------------------
     def decision_function_analyzed(self, analyzed: AnalyzedDocs) -> np.ndarray:

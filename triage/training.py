@@ -49,7 +49,8 @@ def train_and_save(
     Returns the fitted estimator and the metadata written beside it.
     """
     t0 = time.perf_counter()
-    estimator = PetitionClassifier(**{**DEFAULT_PARAMS, **(params or {})})
+    # n_jobs=-1: the SVM and its calibration folds are fitted side by side (same result).
+    estimator = PetitionClassifier(**{**DEFAULT_PARAMS, "n_jobs": -1, **(params or {})})
     extra_texts = [t for d in extra for t in d.texts]
     extra_labels = [lbl for d in extra for lbl in d.labels]
     metrics = None
