@@ -91,7 +91,14 @@ class FakeTriage:
 
 
 def make_settings(db_url: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"database_url": db_url, "api_keys": [], "log_requests": False}
+    # Worker threads, not the event loop: the fake pipeline can be held on a gate (reload
+    # tests) while the loop keeps serving. The live-server tests run the default (0).
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "api_keys": [],
+        "log_requests": False,
+        "api_threads": 2,
+    }
     return Settings(**(values | overrides))
 
 

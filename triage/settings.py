@@ -45,11 +45,11 @@ class Settings(BaseSettings):
     )
     # --- HTTP service (triage/api) ---
     api_threads: int = Field(
-        default=2,
+        default=0,
         ge=0,
         le=64,
-        description="Worker threads that classify requests in the API; 0 classifies them on "
-        "the event loop (fewer hand-offs; other requests wait while a batch runs).",
+        description="0 (default): classify single requests on the event loop, batching those "
+        "that arrive together; N: on N worker threads. Batch requests use max(1, N) threads.",
     )
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024, gt=0, description="Largest request body the API reads (413)."
