@@ -112,7 +112,7 @@ def start_server(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Po
         "TRIAGE_DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
         "TRIAGE_LOG_REQUESTS": "false" if args.quiet_server else "true",
     }
-    if args.threads:
+    if args.threads is not None:
         env["TRIAGE_API_THREADS"] = str(args.threads)
     cmd = [sys.executable, str(ROOT / "serve.py"), "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(args.workers)]
