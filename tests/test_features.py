@@ -297,3 +297,15 @@ _SCORE_DOCS = [
     "公司拖欠三个月工资，劳动监察不管",
     "宅基地界址不清，邻居占用我家土地",
 ]
+
+
+def test_prepare_text_cache_hits_whatever_the_call_form() -> None:
+    """The service prepares a petition with ``max_chars=`` to classify it and without it to
+    index it: the second call must come from the cache."""
+    from triage.features import _prepare_text, prepare_text
+
+    text = "村里的征地补偿款至今没有发放到位，请求督促解决。" + "缓存检查"
+    first = prepare_text(text, "标题", max_chars=4000)
+    hits = _prepare_text.cache_info().hits
+    assert prepare_text(text, "标题") == first
+    assert _prepare_text.cache_info().hits == hits + 1

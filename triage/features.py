@@ -44,7 +44,6 @@ _MASK_SHIFT = np.uint64(31)
 Analyzed = tuple[np.ndarray, np.ndarray]
 
 
-@lru_cache(maxsize=512)
 def prepare_text(text: str, title: str = "", max_chars: int = 4000) -> str:
     """Normalise ``title`` and ``text`` into the one string the model reads.
 
@@ -52,6 +51,13 @@ def prepare_text(text: str, title: str = "", max_chars: int = 4000) -> str:
     paste must not cost a second of CPU. Cached for the last few hundred texts: the service
     prepares each petition twice (to classify it, then to index it once stored).
     """
+    # One positional key whatever the call's form: lru_cache keys f(a, b) and
+    # f(a, b, max_chars=4000) differently.
+    return _prepare_text(text, title, max_chars)
+
+
+@lru_cache(maxsize=512)
+def _prepare_text(text: str, title: str, max_chars: int) -> str:
     title = normalize(title[:max_chars]) if title else ""
     body = normalize(text[: max_chars * 2])[:max_chars]
     return f"{title} {body}" if title else body
@@ -251,6 +257,15 @@ def _fit_view(
     return uniq[kept], idf.astype(np.float32)
 
 
+def _view_counts(
+    rows: np.ndarray, hashes: np.ndarray, n_docs: int, vocab: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Term counts over the kept hashes in CSR layout (``indptr``, ``indices``, counts);
+    ``None`` when a (document, column) pair does not fit 64 bits."""
+    col, hit = _lookup(vocab, hashes)
+    return _unique_pairs(rows[hit], col[hit], n_docs, len(vocab))
+
+
 def _transform_view(
     rows: np.ndarray, hashes: np.ndarray, n_docs: int, vocab: np.ndarray, idf: np.ndarray
 ) -> sp.csr_matrix:
@@ -259,9 +274,9 @@ def _transform_view(
 
     if len(vocab) == 0 or len(hashes) == 0:
         return sp.csr_matrix((n_docs, len(vocab)), dtype=np.float32)
-    col, hit = _lookup(vocab, hashes)
-    pairs = _unique_pairs(rows[hit], col[hit], n_docs, len(vocab))
+    pairs = _view_counts(rows, hashes, n_docs, vocab)
     if pairs is None:  # pragma: no cover - beyond 2**64 (docs x columns)
+        col, hit = _lookup(vocab, hashes)
         counts = sp.csr_matrix(
             (np.ones(int(hit.sum()), dtype=np.float32), (rows[hit], col[hit])),
             shape=(n_docs, len(vocab)),
@@ -271,9 +286,7 @@ def _transform_view(
         # Built directly in canonical form (sorted, summed): bit for bit what the COO route
         # above produces, without its per-row sorts.
         indptr, indices, n = pairs
-        counts = sp.csr_matrix(
-            (n.astype(np.float32), indices, indptr), shape=(n_docs, len(vocab))
-        )
+        counts = sp.csr_matrix((n.astype(np.float32), indices, indptr), shape=(n_docs, len(vocab)))
         counts.has_canonical_format = True
     counts.data = (np.log(counts.data) + 1.0) * idf[counts.indices]
     norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
@@ -304,8 +317,7 @@ def _view_scores(
     out = np.zeros((n_docs, weights.shape[0]), dtype=np.float32)
     if len(vocab) == 0 or len(hashes) == 0:
         return out
-    col, hit = _lookup(vocab, hashes)
-    pairs = _unique_pairs(rows[hit], col[hit], n_docs, len(vocab))
+    pairs = _view_counts(rows, hashes, n_docs, vocab)
     if pairs is None:  # pragma: no cover - beyond 2**64 (docs x columns)
         matrix = _transform_view(rows, hashes, n_docs, vocab, idf)
         return np.asarray(matrix @ weights.T, dtype=np.float32)
@@ -371,9 +383,7 @@ class TextFeatures:
 
     def __repr__(self) -> str:
         defaults = TextFeatures().__dict__
-        changed = ", ".join(
-            f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k]
-        )
+        changed = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items() if v != defaults[k])
         return f"TextFeatures({changed})"
 
     def _check_fitted(self) -> None:

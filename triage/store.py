@@ -307,8 +307,6 @@ class Store:
         text = text or ""
         return mask_personal_data(text) if self.mask else text
 
-    _clean = masked
-
     def _case_row(
         self,
         *,
@@ -333,8 +331,8 @@ class Store:
             "received_at": received_at,
             "channel": channel,
             "region": region,
-            "title": self._clean(title),
-            "text": self._clean(text),
+            "title": self.masked(title),
+            "text": self.masked(text),
             "label": label,
             "confidence": float(confidence),
             "department": department,

@@ -167,31 +167,39 @@ def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any]]) -> None:
             future.set_result(result)
 
 
-def _run_batches(
-    process: Callable[[ModelSlot, list[Any]], list[Any]],
-    on_batch: Callable[[int], None] | None,
-    jobs: list[_Job],
-    max_batch: int,
-) -> Iterator[tuple[list[_Job], list[Any]]]:
-    """Process ``jobs`` in batches of one model slot each: yield each batch and its results
-    (an exception in place of every result when the whole batch failed)."""
-    groups: dict[int, list[_Job]] = {}
-    for job in jobs:
-        groups.setdefault(id(job.slot), []).append(job)
-    for group in groups.values():
-        for start in range(0, len(group), max_batch):
-            batch = group[start : start + max_batch]
-            if on_batch is not None:
-                on_batch(len(batch))
-            try:
-                results: list[Any] = process(batch[0].slot, [j.item for j in batch])
-            except Exception as exc:  # e.g. the database is gone: every request gets it
-                log.exception("batch of %d failed", len(batch))
-                results = [exc] * len(batch)
-            yield batch, results
+class _BatcherBase:
+    """What both batchers share: the work function, the batch size limit, the batch hook."""
+
+    def __init__(
+        self,
+        process: Callable[[ModelSlot, list[Any]], list[Any]],
+        max_batch: int = 32,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.process = process
+        self.on_batch = on_batch
+        self.max_batch = max_batch
+
+    def _batches(self, jobs: list[_Job]) -> Iterator[tuple[list[_Job], list[Any]]]:
+        """Process ``jobs`` in batches of one model slot each: yield each batch and its
+        results (an exception in place of every result when the whole batch failed)."""
+        groups: dict[int, list[_Job]] = {}
+        for job in jobs:
+            groups.setdefault(id(job.slot), []).append(job)
+        for group in groups.values():
+            for start in range(0, len(group), self.max_batch):
+                batch = group[start : start + self.max_batch]
+                if self.on_batch is not None:
+                    self.on_batch(len(batch))
+                try:
+                    results: list[Any] = self.process(batch[0].slot, [j.item for j in batch])
+                except Exception as exc:  # e.g. the database is gone: every request gets it
+                    log.exception("batch of %d failed", len(batch))
+                    results = [exc] * len(batch)
+                yield batch, results
 
 
-class Batcher:
+class Batcher(_BatcherBase):
     """Micro-batching of single-petition requests on a few worker threads.
 
     A worker takes the oldest waiting request and every other one queued behind it (up to
@@ -209,9 +217,7 @@ class Batcher:
         max_batch: int = 32,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.process = process
-        self.on_batch = on_batch
-        self.max_batch = max_batch
+        super().__init__(process, max_batch, on_batch)
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._run, name=f"triage-batch-{i}", daemon=True)
@@ -250,7 +256,7 @@ class Batcher:
                 return
 
     def _handle(self, jobs: list[_Job]) -> None:
-        for batch, results in _run_batches(self.process, self.on_batch, jobs, self.max_batch):
+        for batch, results in self._batches(jobs):
             # One wake-up of each event loop per batch, not one per request.
             by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
             for job, result in zip(batch, results, strict=True):
@@ -269,7 +275,7 @@ class Batcher:
                 thread.join(timeout=30)
 
 
-class InlineBatcher:
+class InlineBatcher(_BatcherBase):
     """Micro-batching on the event loop itself (``TRIAGE_API_THREADS=0``).
 
     Requests that arrive in the same turn of the loop are classified together, in a callback
@@ -286,9 +292,7 @@ class InlineBatcher:
         max_batch: int = 32,
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        self.process = process
-        self.on_batch = on_batch
-        self.max_batch = max_batch
+        super().__init__(process, max_batch, on_batch)
         self._pending: list[_Job] = []
 
     def start(self) -> None:
@@ -305,7 +309,7 @@ class InlineBatcher:
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        for batch, results in _run_batches(self.process, self.on_batch, pending, self.max_batch):
+        for batch, results in self._batches(pending):
             _resolve([(job.future, result) for job, result in zip(batch, results, strict=True)])
 
     def close(self) -> None:
