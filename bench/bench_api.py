@@ -51,6 +51,7 @@ SHARED_CSVS = sorted((ROOT.parent / "shared" / "data").glob("*.csv"))
 class Stats:
     latencies: list[float] = field(default_factory=list)  # seconds, send -> answer
     corrected: list[float] = field(default_factory=list)  # seconds, schedule -> answer
+    sent: list[float] = field(default_factory=list)  # seconds after the warm-up, per latency
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -248,6 +249,7 @@ async def client_loop(
         if sent < warm_until:
             continue
         if ok:
+            stats.sent.append(sent - warm_until)
             stats.latencies.append(done - sent)
             stats.corrected.append(done - min(scheduled, sent))
         else:
@@ -307,6 +309,14 @@ async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
         for sender in senders:
             if isinstance(sender, RawSender):
                 sender.close()
+    if args.samples:
+        with args.samples.open("w", newline="") as fh:
+            out = csv.writer(fh)
+            out.writerow(["sent_s", "latency_ms", f"warm_until_monotonic={warm_until:.4f}"])
+            out.writerows(
+                (f"{t:.4f}", f"{x * 1000:.3f}")
+                for t, x in sorted(zip(stats.sent, stats.latencies, strict=True))
+            )
     measured = len(stats.latencies) + sum(stats.errors.values())
     ms = [x * 1000 for x in stats.latencies]
     corrected = [x * 1000 for x in stats.corrected]
@@ -360,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
         "takes that from the server being measured",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--samples", type=Path, help="also write every request's send time and latency (CSV)"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
@@ -528,6 +529,65 @@ def test_index_follower_takes_offered_cases_without_reading_them_back(
     assert read == [[other]]
     assert own in follower.index and other in follower.index
     store.close()
+
+
+def test_index_follower_caches_other_workers_cases_and_runs_at_low_priority(
+    db_url: str,
+) -> None:
+    """Cases read from the store are handed to ``on_records`` (the similar-case summaries),
+    and the background thread runs at the configured nice value, below requests."""
+    import os
+    import time
+
+    from triage.api.deps import IndexFollower
+    from triage.api.routes import index_text
+    from triage.repeat import RepeatIndex
+    from triage.store import Store
+
+    store = Store(db_url)
+    told: list[str] = []
+    follower = IndexFollower(
+        RepeatIndex(),
+        store,
+        index_text,
+        interval=0.05,
+        on_records=lambda records: told.extend(r.id for r in records),
+        nice=7,
+    )
+    follower.sync()
+    (other,) = store.add_cases([{"text": PETITION, "label": "land_acquisition",
+                                 "confidence": 0.9}])  # fmt: skip
+    follower.start()
+    try:
+        deadline = time.monotonic() + 10
+        while other not in follower.index and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert other in follower.index and told == [other]
+        if sys.platform.startswith("linux"):
+            assert follower.native_id is not None
+            base = os.getpriority(os.PRIO_PROCESS, 0)  # this (the main) thread
+            assert os.getpriority(os.PRIO_PROCESS, follower.native_id) == min(19, base + 7)
+    finally:
+        follower.close()
+        store.close()
+
+
+def test_similar_case_summaries_come_from_memory(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A case this process stored is described without reading it back from the store."""
+    client = make_client()
+    state = client.app.state.service  # type: ignore[attr-defined]
+    first = client.post("/v1/classify", json={"text": PETITION, "received_at": "2026-01-05"})
+    state.indexer.sync()
+    monkeypatch.setattr(state.store, "get_cases", lambda ids: pytest.fail(f"read back {list(ids)}"))
+    (similar,) = client.post("/v1/classify", json={"text": PETITION + "谢谢。"}).json()[
+        "similar_cases"
+    ]
+    assert similar["case_id"] == first.json()["case_id"]
+    assert similar["received_at"] == "2026-01-05" and similar["disposition"] == "受理"
+    assert similar["snippet"].startswith("我们村的土地被征收了")
+    assert "13912345678" not in similar["snippet"]
 
 
 def test_inline_batching_on_the_event_loop(make_client: Callable[..., TestClient]) -> None:

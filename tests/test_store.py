@@ -175,3 +175,28 @@ def test_writers_queue_on_a_lock_file_across_processes(tmp_path: Path) -> None:
     assert 0.25 < waited < 2.0  # waited for the other process, and not a backoff longer
     assert store.count_cases() == 1
     store.close()
+
+
+def test_add_case_records_returns_exactly_what_is_stored(tmp_path: Path) -> None:
+    """The returned records equal a read-back: masked text, ids, timestamps, flags."""
+    store = Store(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    records = store.add_case_records([case(), case(text="宅基地纠纷", flags=[])])
+    assert set(store.get_cases([r.id for r in records])) == {r.id for r in records}
+    for record in records:
+        assert store.get_case(record.id) == record
+    assert "139****5678" in records[0].text and records[1].flags == ()
+    store.close()
+
+
+def test_new_case_ids_reads_ids_after_a_time_and_the_newest_time(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    assert store.new_case_ids() == ([], None)
+    first = store.add_case_records([case()])[0]
+    later = store.add_case_records([case(text="宅基地纠纷"), case(text="采矿塌陷")])
+    ids, newest = store.new_case_ids()
+    assert ids == [first.id, *(r.id for r in later)]
+    assert newest == max(r.created_at for r in later)
+    ids, newest = store.new_case_ids(first.created_at)
+    assert set(ids) == {r.id for r in later}
+    assert store.new_case_ids(newest) == ([], None)
+    store.close()

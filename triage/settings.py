@@ -58,6 +58,21 @@ class Settings(BaseSettings):
     repeat_detection: bool = Field(
         default=True, description="Index stored cases at API start-up to find similar earlier ones."
     )
+    repeat_sync_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="How often each API process indexes newly stored cases (its own and "
+        "other processes').",
+    )
+    index_nice: int = Field(
+        default=19,
+        ge=0,
+        le=19,
+        description="Added to the nice value (Linux CPU priority) of the background repeat "
+        "indexer: it builds and merges index segments in bursts of up to ~100 ms of CPU, "
+        "which at a low priority use idle CPU instead of delaying requests; 0: no change.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -158,7 +158,10 @@ def _aware(value: datetime) -> datetime:
 
 
 def _case_from_row(row: Any) -> CaseRecord:
-    m = row._mapping
+    return _case_from_mapping(row._mapping)
+
+
+def _case_from_mapping(m: Mapping[str, Any]) -> CaseRecord:
     return CaseRecord(
         id=m["id"],
         created_at=_aware(m["created_at"]),
@@ -377,11 +380,16 @@ class Store:
 
     def add_cases(self, items: Sequence[Mapping[str, Any]]) -> list[str]:
         """Store many cases (each a mapping of :meth:`add_case`'s keywords) in one transaction."""
+        return [record.id for record in self.add_case_records(items)]
+
+    def add_case_records(self, items: Sequence[Mapping[str, Any]]) -> list[CaseRecord]:
+        """Like :meth:`add_cases`, but return the cases as stored (ids, timestamps, masked
+        text), so that callers need not read back what they have just written."""
         rows = [self._case_row(**item) for item in items]
         if rows:
             with self._write() as conn:
                 conn.execute(insert(cases), rows)
-        return [row["id"] for row in rows]
+        return [_case_from_mapping(row) for row in rows]
 
     def get_case(self, case_id: str) -> CaseRecord | None:
         """The case with this id, or None."""
@@ -425,6 +433,23 @@ class Store:
             query = query.where(cases.c.created_at > since.astimezone(timezone.utc))
         with self.engine.connect() as conn:
             return [(row[0], _aware(row[1])) for row in conn.execute(query)]
+
+    def new_case_ids(self, since: datetime | None = None) -> tuple[list[str], datetime | None]:
+        """Ids of the cases stored after ``since`` (all if None), oldest first, and the newest
+        one's ``created_at`` (None when there is none).
+
+        For frequent polling (the repeat index follower): unlike :meth:`case_ids` no
+        per-row timestamp is read, which is most of the cost of a few thousand rows.
+        """
+        ids = select(cases.c.id).order_by(cases.c.created_at, cases.c.id)
+        newest = select(func.max(cases.c.created_at))
+        if since is not None:
+            after = cases.c.created_at > since.astimezone(timezone.utc)
+            ids, newest = ids.where(after), newest.where(after)
+        with self.engine.connect() as conn:
+            found = list(conn.execute(ids).scalars())
+            last = conn.execute(newest).scalar() if found else None
+        return found, _aware(last) if last is not None else None
 
     def add_feedback(
         self, case_id: str, label: str, department: str | None = None, user: str | None = None

@@ -44,7 +44,7 @@ from .metrics import (
     MetricsMiddleware,
     too_large_detail,
 )
-from .routes import index_text, process, router
+from .routes import index_text, process, remember_cases, router
 
 __all__ = ["build_slot", "create_app", "default_pipeline_factory"]
 
@@ -144,7 +144,14 @@ def _follow_store(state: ServiceState) -> IndexFollower | None:
     from triage.repeat import RepeatIndex
 
     assert state.store is not None
-    follower = IndexFollower(RepeatIndex(), state.store, index_text)
+    follower = IndexFollower(
+        RepeatIndex(),
+        state.store,
+        index_text,
+        interval=state.settings.repeat_sync_seconds,
+        nice=state.settings.index_nice,
+        on_records=functools.partial(remember_cases, state),
+    )
     follower.sync()
     log.info("repeat index built over %d stored cases", len(follower.index))
     follower.start()

@@ -156,6 +156,11 @@ def _summary(record: CaseRecord) -> dict[str, Any]:
     }
 
 
+def remember_cases(state: ServiceState, records: Sequence[CaseRecord]) -> None:
+    """Cache the summaries of stored cases, for when they turn up as similar cases."""
+    state.case_cache.put_many((record.id, _summary(record)) for record in records)
+
+
 def _describe_similar(state: ServiceState, results: list[dict[str, Any]]) -> None:
     """Add date, first words and handling of each similar earlier case (cache, then store)."""
     ids = [s["case_id"] for data in results for s in data.get("similar_cases") or ()]
@@ -184,20 +189,17 @@ def process(
     storable = [(item, data) for item, data in ok if item.store]
     if storable:
         assert state.store is not None
-        ids = state.store.add_cases([_case_fields(item, data) for item, data in storable])
-        for (_, data), case_id in zip(storable, ids, strict=True):
-            data["case_id"] = case_id
+        records = state.store.add_case_records(
+            [_case_fields(item, data) for item, data in storable]
+        )
+        for (_, data), record in zip(storable, records, strict=True):
+            data["case_id"] = record.id
+        # What later answers show of these cases, and the index, take them as stored
+        # (masked), without reading them back. Text without personal numbers comes back
+        # unchanged, so the index reuses the canonical form the query just computed.
+        remember_cases(state, records)
         if state.indexer is not None:
-            # Index what was stored (masked as the store masks it), without reading it back.
-            # Text without personal numbers comes back unchanged, so the index reuses the
-            # canonical form the query just computed.
-            masked = state.store.masked
-            state.indexer.offer(
-                [
-                    (data["case_id"], index_text(masked(item.title or ""), masked(item.text)))
-                    for item, data in storable
-                ]
-            )
+            state.indexer.offer([(r.id, index_text(r.title, r.text)) for r in records])
     _describe_similar(state, [data for _, data in ok])
     for _, data in ok:
         data.setdefault("case_id", None)
