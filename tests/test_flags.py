@@ -78,7 +78,17 @@ def test_count_people(table: RoutingTable, text: str, value: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["每户补偿5万元", "我家一家5口人", "排名第5名", "事故造成死亡3人", "我有两个孩子"]
+    "text",
+    [
+        "每户补偿5万元",
+        "我家一家5口人",
+        "排名第5名",
+        "事故造成死亡3人",
+        "我有两个孩子",
+        # The people the letter is about, not its writers.
+        "开发商叫来张某等三十多名保安强行拆墙",
+        "请了刘某等十位教授来论证",
+    ],
 )
 def test_count_people_ignores_other_numbers(table: RoutingTable, text: str) -> None:
     assert [n for n, _, _ in count_people(normalize(text), table.collective) if n >= 5] == []
@@ -95,7 +105,7 @@ def test_count_people_ignores_other_numbers(table: RoutingTable, text: str) -> N
         ("我们30余名职工被拖欠工资两年。", None),
         ("上百名业主联名要求开发商交房。", "联名"),
         ("全体村民坚决反对在村里建垃圾场。", "全体村民"),
-        ("业主们对物业收费意见很大。", "业主们"),
+        ("业主们多次到区住建局反映物业收费问题。", "业主们"),
         ("我们是幸福小区的业主,小区电梯经常坏。", None),
         ("我们村民代表多次到镇政府反映情况。", "村民代表"),
         ("数十户居民的房屋开裂,我们要求赔偿。", None),
@@ -118,6 +128,32 @@ def test_collective(table: RoutingTable, text: str, evidence: str | None) -> Non
 
 
 @pytest.mark.parametrize(
+    ("text", "evidence"),
+    [
+        # A writer who writes as "我" but speaks for a group named further on.
+        ("楼下饭店油烟太大,我代表幸福里三栋全体住户请求处理。", "我代表"),
+        ("今天我替东湖花园两百多户业主写信求助。", "我替"),
+        # Five or more names listed after 联系人/签名.
+        ("小区水压太低,请领导重视。联系人:张建国、李明华、王志强、赵丽萍、钱卫东", "联系人"),
+        # Signed by 广大 + the group.
+        ("菜市场噪音太大,恳请处理。东湖花园广大业主 2020年3月2日", "业主"),
+        # "We are <estate>," names the writers as the estate's residents.
+        ("我们是东湖花园小区,门口的路灯坏了一个月没人修。", None),
+        # The group acting: going to an office, opposing together (plus "我们" early on).
+        ("小区路灯坏了半年,业主多次到街道办反映无果,我们希望尽快修好。", "业主多次到街道"),
+        ("我们村口要建砂场,村民强烈反对,请领导重视。", "村民强烈反对"),
+        # 我小区 is "our estate", not one writer.
+        ("我小区门前的马路坑坑洼洼,我们都是这里的业主,请领导重视。", None),
+    ],
+)
+def test_collective_readings(table: RoutingTable, text: str, evidence: str | None) -> None:
+    found = flags_of(table, text)
+    assert "collective" in found, text
+    if evidence:
+        assert any(evidence in hit for hit in found["collective"]), found
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "我和我老婆都六十多岁了,征地补偿款一直没到位。",
@@ -133,6 +169,14 @@ def test_collective(table: RoutingTable, text: str, evidence: str | None) -> Non
         # Third-person mentions of a group with nothing else: below min_points.
         "小区里有很多业主养狗。",
         "以免引发群体性事件。",
+        # 业主们 alone says who is affected, not that they act together.
+        "业主们对物业收费意见很大。",
+        # 全体业主大会 is a meeting the letter talks about.
+        "物业说下个月开全体业主大会讨论电梯维修。",
+        # A family, not a group; an owner who got a permit is not going to an office.
+        "我代表全家和隔壁几位住户谢谢您。",
+        "业主拿到规划许可证复印件后,我们发现楼间距不够。",
+        "开发商叫来张某等三十多名保安强行拆墙。",
     ],
 )
 def test_not_collective(table: RoutingTable, text: str) -> None:
