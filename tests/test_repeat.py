@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from triage.normalize import normalize
 from triage.repeat import DEFAULT_THRESHOLD, RepeatIndex, canonical, shingle_hashes
@@ -333,3 +335,32 @@ def test_weak_candidates_are_not_verified() -> None:
     query = shingle_hashes(canonical(normalize(NOISE)))
     assert len(segment.search(query, 64, 40, 0.0)[0]) > 0
     assert len(segment.search(query, 64, 40, 0.2)[0]) == 0
+
+
+#: Characters where the canonical form's rules meet: digits and masks (personal numbers,
+#: thousands separators, leading zeros), Chinese digits, traditional and full-width forms,
+#: punctuation, whitespace, underscores, astral characters, the string path's private mark.
+_CANON_ALPHABET = list("0123456789" * 3 + "***,,,，、。 \n\t_-") + list(
+    "〇零一二三四五六七八九两棟訪設(shè)ＡＢ１２３ａbcXYZ征地补偿款元号年月😀𠀀\ue000"
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet=_CANON_ALPHABET, max_size=40), min_size=1, max_size=4))
+def test_one_text_path_equals_the_array_path(texts: list[str]) -> None:
+    """``canonical`` (string operations, one text) gives exactly what the vectorised path
+    (``canonical_many``, used when indexing in bulk) gives, text by text."""
+    from triage import repeat
+
+    assert [canonical(t) for t in texts] == repeat.canonical_many(texts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1,234,567元", "12,000元", "0005号", "1,2345", "01,234", "12,34,567", "00", "1*2",
+     "x\ue0001,234", "a_b😀c", "零零七年"],
+)  # fmt: skip
+def test_one_text_path_on_number_formatting_edges(text: str) -> None:
+    from triage import repeat
+
+    assert canonical(text) == repeat.canonical_many([text])[0]
