@@ -143,6 +143,31 @@ def _tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:]
 
 
+def speed_probe() -> dict[str, float]:
+    """CPU milliseconds of fixed work, best of three: interpreter and numpy work that fits
+    in cache (about 13 ms on the development machine at its usual speed) and random reads
+    from a 128 MB array (about 16 ms). Higher figures mean a slower machine (a shared VM's
+    cores and memory vary from hour to hour), whose latencies are not comparable."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 1 << 30, 200_000)
+    big = np.arange(1 << 25, dtype=np.int32)
+    where = rng.integers(0, len(big), 1_000_000)
+    compute = memory = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        total = 0
+        for i in range(200_000):
+            total += i * i
+        np.sort(data)
+        t1 = time.process_time()
+        big[where].sum()
+        t2 = time.process_time()
+        compute, memory = min(compute, t1 - t0), min(memory, t2 - t1)
+    return {"compute_ms": round(compute * 1000, 1), "memory_ms": round(memory * 1000, 1)}
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process and its live children (Linux /proc), else None.
 
@@ -399,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model = httpx.get(f"{base_url}/v1/model", timeout=10).json().get("version")
             load_before = os.getloadavg()[0]
+            probe_before = speed_probe()
             server_cpu0 = _cpu_seconds(proc.pid) if proc else None
             self0 = resource.getrusage(resource.RUSAGE_SELF)
             wall0 = time.perf_counter()
@@ -406,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - wall0
             self1 = resource.getrusage(resource.RUSAGE_SELF)
             server_cpu1 = _cpu_seconds(proc.pid) if proc else None
+            probe_after = speed_probe()
         finally:
             if proc is not None:
                 proc.terminate()
@@ -439,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
                 # the core count before the run means the figures understate the server.
                 "load_average_1min_before": load_before,
                 "load_average_1min_after": os.getloadavg()[0],
+                # The same fixed work timed before and after the run: on a shared VM the
+                # speed of a core varies by half from one hour to the next.
+                "speed_probe_ms_before": probe_before,
+                "speed_probe_ms_after": probe_after,
             },
         }
     )
