@@ -3,8 +3,14 @@
 Starts ``serve.py`` on a free loopback port (a fresh SQLite store in a temporary folder, the
 registry's model unless ``--model``), waits for ``/healthz``, then drives it from this process
 with ``--concurrency`` clients for ``--duration`` seconds, each sending a 300-character
-petition: real ones from ``../shared/data`` when present, else sentences of
-``data/examples`` mixed into distinct texts.
+petition.
+
+What is sent (``--texts-mode``): by default (``whole``, as in sessions 1 and 2) whole real
+petitions from ``../shared/data``, chosen at random from the ~4,100 of 300+ characters, so that
+after the first pass nearly every request repeats an earlier one and finds five similar cases
+(the hard case for repeat detection, the easy one for caches); ``mixed`` sends a new petition
+dealt from real sentences for every request except ``--repeat-share`` (10 %) of them, which
+resend one sent earlier. Without ``../shared``, sentences of ``data/examples``.
 
 By default the offered load is a fixed rate (``--rate 300`` requests/s spread over the
 clients, each client sending on a schedule); ``--rate 0`` sends as fast as the server answers
@@ -13,7 +19,8 @@ answer; the "corrected" p99 counts from the scheduled send time, so a server tha
 cannot hide its queue (coordinated omission). The client is a minimal asyncio HTTP/1.1
 keep-alive client (``--client raw``) or httpx's AsyncClient (``--client httpx``).
 
-    python bench/bench_api.py                      # 60 s, 32 clients, 300 req/s
+    python bench/bench_api.py --workers 2          # 60 s, 32 clients, 300 req/s
+    python bench/bench_api.py --workers 2 --texts-mode mixed
     python bench/bench_api.py --rate 0 --duration 30 --json
     python bench/bench_api.py --url http://127.0.0.1:8000   # an already running server
 """
@@ -72,32 +79,70 @@ def real_petitions(paths: list[Path], length: int) -> list[str]:
     return texts
 
 
-def petitions(length: int, count: int = 20_000, seed: int = 7) -> list[str]:
-    """``count`` distinct petitions of exactly ``length`` characters.
-
-    Each is a random run of sentences from data/examples (written by the project), so the
-    vocabulary is real but no two requests are the same letter: like intake traffic, where
-    repeat petitions are the exception (a pool of a few hundred texts cycled at 300 req/s
-    would make every request a near-duplicate of hundreds of earlier ones).
-    """
-    sentences: list[str] = []
-    for path in EXAMPLES:
+def _sentences(paths: list[Path]) -> list[str]:
+    out: list[str] = []
+    for path in paths:
         with path.open(encoding="utf-8", newline="") as fh:
             for row in csv.DictReader(fh):
-                parts = re.split(
-                    r"(?<=[。！？!?；;])", (row.get("text") or "").replace("_x000D_", "")
-                )
-                sentences.extend(p.strip() for p in parts if len(p.strip()) >= 8)
+                text = (row.get("text") or "").replace("_x000D_", "")
+                parts = re.split(r"(?<=[。！？!?；;])", text)
+                out.extend(p.strip() for p in parts if len(p.strip()) >= 8)
+    return out
+
+
+def petitions(
+    length: int, count: int = 20_000, seed: int = 7, paths: list[Path] | None = None
+) -> list[str]:
+    """``count`` distinct petitions of exactly ``length`` characters.
+
+    Each is a random run of sentences from the CSV files ``paths`` (default: data/examples,
+    written by the project), so the vocabulary and the sentences are real but no two
+    petitions are the same letter.
+    """
+    sentences = list(dict.fromkeys(_sentences(paths or EXAMPLES)))
     if not sentences:
         sentences = ["我们村的土地被征收了，征地补偿款一直没有发放，请求有关部门核查处理。"]
     rng = random.Random(seed)
-    out = []
-    for _ in range(count):
+    # Dealt without replacement (reshuffled only when used up): two petitions then share no
+    # sentence, as two letters from different people do not. Drawn with replacement, they
+    # share rare sentences, and every query finds candidates to verify that real ones lack.
+    deck: list[str] = []
+    out: dict[str, None] = {}
+    while len(out) < count:
         text = ""
         while len(text) < length:
-            text += rng.choice(sentences)
-        out.append(text[:length])
-    return out
+            if not deck:
+                deck = sentences[:]
+                rng.shuffle(deck)
+            text += deck.pop()
+        out.setdefault(text[:length])
+    return list(out)
+
+
+class Traffic:
+    """What the clients send, request after request.
+
+    ``repeat_share`` of the requests resend a petition already sent in this run (a repeat
+    petition, which the server finds among the similar earlier cases); the others send the
+    next new petition. Intake traffic is mostly new letters: re-sending a small pool over and
+    over would make nearly every request a repeat (``--texts-mode whole`` does that on
+    purpose, as a stress test of repeat detection).
+    """
+
+    def __init__(self, bodies: list[bytes], repeat_share: float | None, seed: int = 11) -> None:
+        self.bodies = bodies
+        self.repeat_share = repeat_share  # None: any body at random, each time
+        self.rng = random.Random(seed)
+        self.sent = 0
+
+    def next(self) -> bytes:
+        if self.repeat_share is None:
+            return self.rng.choice(self.bodies)
+        if self.sent and self.rng.random() < self.repeat_share:
+            return self.bodies[self.rng.randrange(min(self.sent, len(self.bodies)))]
+        body = self.bodies[self.sent % len(self.bodies)]
+        self.sent += 1
+        return body
 
 
 def free_port() -> int:
@@ -249,7 +294,7 @@ class RawSender:
 
 async def client_loop(
     sender: HttpxSender | RawSender,
-    bodies: list[bytes],
+    traffic: Traffic,
     stats: Stats,
     start: float,
     warm_until: float,
@@ -258,7 +303,6 @@ async def client_loop(
     offset: float,
 ) -> None:
     """One client: send on its schedule (every ``interval`` s) or back-to-back (interval 0)."""
-    rng = random.Random(offset)
     k = 0
     while True:
         scheduled = start + offset + k * interval if interval else time.perf_counter()
@@ -271,7 +315,7 @@ async def client_loop(
         if scheduled > now:
             await asyncio.sleep(scheduled - now)
         sent = time.perf_counter()
-        ok, kind = await sender.post(rng.choice(bodies))
+        ok, kind = await sender.post(traffic.next())
         done = time.perf_counter()
         if scheduled < warm_until:  # the measured window holds the sends due in it
             continue
@@ -302,15 +346,26 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
-    texts = real_petitions(args.texts, args.length) if args.texts else []
-    if not texts:
-        texts = petitions(args.length, args.pool)
-    args.source = f"{len(texts)} texts from " + (
-        ", ".join(p.name for p in args.texts) if args.texts else "data/examples sentences"
-    )
+    paths = [p for p in args.texts or [] if p.is_file()]
+    names = ", ".join(p.name for p in paths) if paths else "data/examples"
+    if args.texts_mode == "whole" and paths:
+        texts = real_petitions(paths, args.length)
+        traffic_share = None
+        args.source = f"{len(texts)} whole petitions from {names}, each request one at random"
+    else:
+        # New petitions for every request that is not a repeat, plus a margin.
+        due = args.rate * (args.warmup + args.duration) if args.rate > 0 else args.pool
+        count = int(due * (1 - args.repeat_share)) + 1_000
+        texts = petitions(args.length, count, paths=paths or None)
+        traffic_share = args.repeat_share
+        args.source = (
+            f"distinct petitions of sentences from {names}; "
+            f"{args.repeat_share:.0%} of requests resend an earlier one"
+        )
     bodies = [
         json.dumps({"text": text, "channel": "网上"}, ensure_ascii=False).encode() for text in texts
     ]
+    traffic = Traffic(bodies, traffic_share)
     stats = Stats()
     limits = httpx.Limits(
         max_connections=args.concurrency, max_keepalive_connections=args.concurrency
@@ -323,8 +378,8 @@ async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
             ]
         else:
             senders = [HttpxSender(http)] * args.concurrency
-        for i, body in enumerate(bodies[:64]):  # open connections, touch every code path once
-            await senders[i % len(senders)].post(body)
+        for i in range(64):  # open the connections, touch every code path once
+            await senders[i % len(senders)].post(traffic.next())
         start = time.perf_counter()
         warm_until = start + args.warmup
         stop = warm_until + args.duration
@@ -332,7 +387,7 @@ async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
         tasks = [
             client_loop(
                 senders[i],
-                bodies,
+                traffic,
                 stats,
                 start,
                 warm_until,
@@ -389,7 +444,22 @@ def main(argv: list[str] | None = None) -> int:
         "when present, else sentences of data/examples mixed into --pool texts)",
     )
     parser.add_argument(
-        "--pool", type=int, default=20_000, help="texts mixed from data/examples (20000)"
+        "--texts-mode",
+        choices=["whole", "mixed"],
+        default="whole",
+        help="whole (default, as in sessions 1-2): whole real petitions (about 4,100 of 300+ "
+        "characters) chosen at random, so that after the first pass nearly every request "
+        "repeats an earlier one and finds similar cases; mixed: every request a new petition "
+        "dealt from real sentences, except --repeat-share of them, which resend an earlier one",
+    )
+    parser.add_argument(
+        "--repeat-share",
+        type=float,
+        default=0.1,
+        help="share of requests that resend an earlier petition, in mixed mode (0.1)",
+    )
+    parser.add_argument(
+        "--pool", type=int, default=20_000, help="new petitions made in closed loop (20000)"
     )
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--model", type=Path, help="model folder for the started server")
@@ -450,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             "offered_rate_rps": args.rate or None,
             "text_length": args.length,
             "texts": args.source,
+            "texts_mode": args.texts_mode,
+            "repeat_share": args.repeat_share if args.texts_mode == "mixed" else None,
             "server_workers": args.workers if not args.url else None,
             "server_cpu_percent": (
                 100 * (server_cpu1 - server_cpu0) / wall
