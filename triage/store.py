@@ -426,20 +426,12 @@ class Store:
             for row in result:
                 yield _case_from_row(row)
 
-    def case_ids(self, since: datetime | None = None) -> list[tuple[str, datetime]]:
-        """``(id, created_at)`` of every case (stored after ``since`` if given), oldest first."""
-        query = select(cases.c.id, cases.c.created_at).order_by(cases.c.created_at, cases.c.id)
-        if since is not None:
-            query = query.where(cases.c.created_at > since.astimezone(timezone.utc))
-        with self.engine.connect() as conn:
-            return [(row[0], _aware(row[1])) for row in conn.execute(query)]
-
     def new_case_ids(self, since: datetime | None = None) -> tuple[list[str], datetime | None]:
         """Ids of the cases stored after ``since`` (all if None), oldest first, and the newest
         one's ``created_at`` (None when there is none).
 
-        For frequent polling (the repeat index follower): unlike :meth:`case_ids` no
-        per-row timestamp is read, which is most of the cost of a few thousand rows.
+        For frequent polling (the repeat index follower): no per-row timestamp is read,
+        which would be most of the cost of a few thousand rows.
         """
         ids = select(cases.c.id).order_by(cases.c.created_at, cases.c.id)
         newest = select(func.max(cases.c.created_at))
