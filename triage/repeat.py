@@ -523,7 +523,11 @@ class RepeatIndex:
         Fraction of the probes a candidate must hit to be verified at all.
     tail_size, merge_factor:
         Single adds collect in a tail of up to ``tail_size`` cases; sealed segments are
-        merged while the older one is at most ``merge_factor`` times the newer one.
+        merged while the older one is at most ``merge_factor`` times the newer one. Each
+        segment costs a query a fixed ~0.3 M instructions: 8 keeps fewer segments than 4
+        (fed like the service feeds it, 15k cases: 2 segments + tail instead of 3 + tail,
+        -12 % instructions per query) for +10 % of indexing CPU, which the service spends at
+        a low priority.
     """
 
     def __init__(
@@ -535,7 +539,7 @@ class RepeatIndex:
         candidates: int = 40,
         min_probe_hits: float = 0.2,
         tail_size: int = 256,
-        merge_factor: int = 4,
+        merge_factor: int = 8,
     ) -> None:
         self.threshold = threshold
         self.min_chars = min_chars
