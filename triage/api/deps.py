@@ -370,11 +370,7 @@ class SummaryCache:
                 self._items.popitem(last=False)
 
     def put(self, key: str, value: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
+        self.put_many([(key, value)])
         return value
 
 
