@@ -189,6 +189,40 @@ def test_many_single_adds_seal_and_merge_segments() -> None:
         assert (hits[0][0] if hits else None) == (None if cid == "c7" else cid)
 
 
+@pytest.mark.parametrize("removed", [(), ("c3",), ("c0", "c5", "c11", "c12")])
+def test_merge_equals_rebuilding_the_merged_cases(removed: tuple[str, ...]) -> None:
+    """The run-merging ``_Segment.merge`` builds exactly what indexing the surviving cases'
+    shingles afresh builds (every array, bit for bit), with and without removed cases."""
+    from triage.repeat import _gather, _Segment
+
+    rng = np.random.default_rng(1)
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 300)]  # few chars: shared shingles
+    index = RepeatIndex(tail_size=4, merge_factor=1)  # each batch its own segment, unmerged
+    index.add_many((f"c{i}", "".join(rng.choice(chars, size=80))) for i in range(8))
+    index.add_many((f"c{i}", "".join(rng.choice(chars, size=50))) for i in range(8, 14))
+    for case_id in removed:
+        index.remove(case_id)
+    segments = index._segments
+    assert len(segments) == 2
+    merged = _Segment.merge(segments, index._alive)
+    gids, lengths, parts = [], [], []
+    for seg in segments:
+        rows = np.flatnonzero(index._alive[seg.gids])
+        idx, lens = _gather(seg.fwd_ptr, rows)
+        gids.append(seg.gids[rows])
+        lengths.append(lens)
+        parts.append(seg.fwd[idx])
+    rebuilt = _Segment.from_forward(
+        np.concatenate(gids),
+        np.concatenate(([0], np.cumsum(np.concatenate(lengths)))),
+        np.concatenate(parts),
+    )
+    assert len(merged) == 14 - len(removed)
+    for field in _Segment.FIELDS:
+        got, want = getattr(merged, field), getattr(rebuilt, field)
+        assert got.dtype == want.dtype and np.array_equal(got, want), field
+
+
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     index = _index(threshold=0.4, probes=32)
     index.add("short", "物业不作为")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from dataclasses import dataclass
@@ -199,4 +200,50 @@ def test_new_case_ids_reads_ids_after_a_time_and_the_newest_time(tmp_path: Path)
     ids, newest = store.new_case_ids(first.created_at)
     assert set(ids) == {r.id for r in later}
     assert store.new_case_ids(newest) == ([], None)
+    store.close()
+
+
+def test_sqlite_fast_insert_stores_what_sqlalchemy_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SQLite insert path writes byte-for-byte the row SQLAlchemy Core writes."""
+    from datetime import datetime, timezone
+
+    import triage.store as store_module
+
+    fixed = datetime(2026, 11, 21, 8, 15, 30, 123456, tzinfo=timezone.utc)
+    monkeypatch.setattr(store_module, "_utcnow", lambda: fixed)
+    store = Store(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    assert store._fast_insert is not None
+    store.add_case_records(
+        [
+            case(case_id="fast"),
+            case(case_id="fast-none", received_at=None, channel=None, region=None, flags=[]),
+        ]
+    )
+    store._fast_insert = None  # SQLAlchemy Core from here on
+    store.add_case_records(
+        [
+            case(case_id="core"),
+            case(case_id="core-none", received_at=None, channel=None, region=None, flags=[]),
+        ]
+    )
+    with store.engine.connect() as conn:
+        rows = {
+            row[0]: tuple(row[1:]) for row in conn.exec_driver_sql("SELECT * FROM cases").fetchall()
+        }
+    assert rows["fast"] == rows["core"] and rows["fast-none"] == rows["core-none"]
+    assert rows["fast"][0] == "2026-11-21 08:15:30.123456"  # how SQLite holds a DateTime
+    assert store.get_case("fast") == dataclasses.replace(store.get_case("core"), id="fast")
+    store.close()
+
+
+def test_failed_fast_insert_rolls_back_and_the_store_goes_on(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    store.add_case_records([case(case_id="a")])
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.add_case_records([case(case_id="b"), case(case_id="a")])  # duplicate id
+    assert store.get_case("b") is None  # the whole batch rolled back
+    store.add_case_records([case(case_id="c")])
+    assert store.count_cases() == 2
     store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -177,6 +178,20 @@ def _start(state: ServiceState) -> None:
         log.error("no model loaded: %s", exc)
 
 
+def _freeze_startup_objects() -> None:
+    """Exempt what start-up built (modules, app, routing table, model, index) from the
+    cyclic garbage collector.
+
+    Those objects live as long as the process, but every full collection walked all of them
+    again: 40–70 ms with the interpreter stopped, measured in a worker of a loaded server
+    (about one per minute at 150 requests/s), during which every queued request waited.
+    ``gc.freeze`` moves them to a generation that is never collected; later garbage is
+    collected as before.
+    """
+    gc.collect()  # start-up's own garbage goes now, not into the frozen generation
+    gc.freeze()
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load store and model once per process; close the store on shutdown."""
@@ -193,9 +208,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         else InlineBatcher(functools.partial(process, state), on_batch=state.metrics.count_batch)
     )
     state.batcher.start()
+    _freeze_startup_objects()
     try:
         yield
     finally:
+        gc.unfreeze()  # a test suite starts many apps in one process
         state.batcher.close()
         if state.indexer is not None:
             state.indexer.close()
