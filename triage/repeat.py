@@ -354,6 +354,10 @@ def similarity_from_counts(
     return np.minimum(sim, 1.0, out=sim)
 
 
+#: Candidates of segments with at most this many cases are counted with one ``bincount``
+#: (an array of one counter per case); larger segments sort their hits instead.
+_BINCOUNT_MAX_CASES = 1 << 15
+
 #: Segments with at most this many terms are searched by binary search, larger ones through
 #: their bucket table (a binary search there is ~20 cache misses per query shingle).
 _BINARY_SEARCH_MAX_TERMS = 1 << 19
@@ -506,32 +510,44 @@ class _Segment:
         pos = self._find(query)
         if not len(pos):
             return empty, empty, empty
+        # Every step below is one NumPy call on a few hundred or thousand values, so a
+        # query's cost is mostly the number of calls (a few microseconds each): the steps
+        # are written to make few of them.
+        lo = self.ptr[pos]
+        df = self.ptr[pos + 1] - lo
         if len(pos) > probes:
-            df = self.ptr[pos + 1] - self.ptr[pos]
-            pos = pos[np.argpartition(df, probes)[:probes]]
-        idx, _lens = _gather(self.ptr, pos)
-        hit = np.sort(self.docs[idx])
-        first = np.flatnonzero(np.concatenate(([True], hit[1:] != hit[:-1])))
-        cands = hit[first].astype(np.int64)
-        counts = np.diff(np.append(first, len(hit)))
-        if min_hits > 0:
-            # A near-duplicate shares most of the query's rare shingles; a case that hits a
-            # few of them shares a name or a place. Skipping those spares their exact check.
-            # Relative to the probes the query could have had, not to those this segment
-            # holds: a segment that holds few of them cannot hold its near-duplicate.
-            keep = counts >= max(1.0, min_hits * min(probes, len(query)))
-            cands, counts = cands[keep], counts[keep]
-            if not len(cands):
-                return empty, empty, empty
+            rarest = np.argpartition(df, probes)[:probes]
+            lo, df = lo[rarest], df[rarest]
+        ends = np.cumsum(df)
+        hit = self.docs[np.repeat(lo - (ends - df), df) + np.arange(ends[-1])]
+        # A near-duplicate shares most of the query's rare shingles; a case that hits a few
+        # of them shares a name or a place. Skipping those spares their exact check.
+        # Relative to the probes the query could have had, not to those this segment
+        # holds: a segment that holds few of them cannot hold its near-duplicate.
+        least = max(1.0, min_hits * min(probes, len(query))) if min_hits > 0 else 1
+        if len(self) <= _BINCOUNT_MAX_CASES:  # cases in ascending order, as below
+            counts = np.bincount(hit)
+            cands = np.flatnonzero(counts >= least)
+            counts = counts[cands]
+        else:
+            hit.sort()
+            first = np.flatnonzero(np.concatenate(([True], hit[1:] != hit[:-1])))
+            counts = np.diff(np.append(first, len(hit)))
+            keep = counts >= least
+            cands, counts = hit[first][keep], counts[keep]
+        if not len(cands):
+            return empty, empty, empty
         if len(cands) > limit:
             cands = cands[np.argpartition(-counts, limit)[:limit]]
         # Exact verification against the forward index.
-        idx, sizes = _gather(self.fwd_ptr, cands)
-        shingles = self.fwd[idx]
+        lo = self.fwd_ptr[cands]
+        sizes = self.fwd_ptr[cands + 1] - lo
+        starts = np.cumsum(sizes) - sizes
+        shingles = self.fwd[np.repeat(lo - starts, sizes) + np.arange(starts[-1] + sizes[-1])]
         at = np.searchsorted(query, shingles)
-        at[at == len(query)] = 0
-        owner = np.repeat(np.arange(len(cands)), sizes)
-        inter = np.bincount(owner[query[at] == shingles], minlength=len(cands))
+        np.minimum(at, len(query) - 1, out=at)
+        # Every indexed case has shingles (sizes > 0), so each reduceat slice is its own.
+        inter = np.add.reduceat(query[at] == shingles, starts, dtype=np.int64)
         return self.gids[cands], inter, sizes
 
 
