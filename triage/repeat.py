@@ -356,7 +356,7 @@ def similarity_from_counts(
 
 #: Candidates of segments with at most this many cases are counted with one ``bincount``
 #: (an array of one counter per case); larger segments sort their hits instead.
-_BINCOUNT_MAX_CASES = 1 << 15
+_BINCOUNT_MAX_CASES = 1 << 12
 
 #: Segments with at most this many terms are searched by binary search, larger ones through
 #: their bucket table (a binary search there is ~20 cache misses per query shingle).
