@@ -348,6 +348,13 @@ def percentile(values: list[float], q: float) -> float:
 async def drive(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
     paths = [p for p in args.texts or [] if p.is_file()]
     names = ", ".join(p.name for p in paths) if paths else "data/examples"
+    if not paths:
+        # Said aloud: figures on these texts are not comparable with runs on the shared data.
+        print(
+            "bench_api: no text files found (../shared/data missing?): sending petitions "
+            "made of data/examples sentences instead",
+            file=sys.stderr,
+        )
     if args.texts_mode == "whole" and paths:
         texts = real_petitions(paths, args.length)
         traffic_share = None
