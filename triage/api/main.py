@@ -183,8 +183,9 @@ def _freeze_startup_objects() -> None:
     cyclic garbage collector.
 
     Those objects live as long as the process, but every full collection walked all of them
-    again: 40–70 ms with the interpreter stopped, measured in a worker of a loaded server
-    (about one per minute at 150 requests/s), during which every queued request waited.
+    again: 62 and 70 ms with the interpreter stopped, one in each worker of a server loaded
+    with 150 requests/s per worker for 40 s (``gc.callbacks``), while every queued request
+    waited.
     ``gc.freeze`` moves them to a generation that is never collected; later garbage is
     collected as before.
     """
