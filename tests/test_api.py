@@ -572,6 +572,47 @@ def test_index_follower_caches_other_workers_cases_and_runs_at_low_priority(
         store.close()
 
 
+def test_index_follower_leaves_garbage_collection_to_request_threads(db_url: str) -> None:
+    """The low-priority indexer never triggers a collection (which would hold the
+    interpreter lock at its priority): collection is off while it syncs and until a request
+    thread calls ``resume_gc``; if it was off already, it stays off."""
+    import gc
+
+    from triage.api.deps import IndexFollower
+    from triage.store import Store
+
+    seen: list[bool] = []
+
+    class Index:
+        def add_many(self, items: Any) -> None:
+            list(items)
+            seen.append(gc.isenabled())
+
+        def __contains__(self, case_id: object) -> bool:
+            return False
+
+    store = Store(db_url)
+    store.add_cases([{"text": PETITION, "label": "land_acquisition", "confidence": 0.9}])
+    follower = IndexFollower(Index(), store, lambda title, text: text)
+    assert gc.isenabled()
+    try:
+        follower._sync()  # as the background thread runs it
+        assert seen and not any(seen) and not gc.isenabled()
+        follower.resume_gc()
+        assert gc.isenabled()
+        follower.resume_gc()  # nothing to resume: no change
+        assert gc.isenabled()
+        follower.sync()  # called directly: collection is back on when it returns
+        assert seen[-1] is False and gc.isenabled()
+        gc.disable()  # someone else's choice: the follower does not undo it
+        follower._sync()
+        follower.resume_gc()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        store.close()
+
+
 def test_similar_case_summaries_come_from_memory(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -204,6 +204,8 @@ def process(
     for _, data in ok:
         data.setdefault("case_id", None)
         state.metrics.count_prediction(data["label"], bool(data.get("needs_review")))
+    if state.indexer is not None:
+        state.indexer.resume_gc()  # collections run here, at the requests' priority
     return results
 
 
