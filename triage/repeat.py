@@ -363,11 +363,20 @@ _BINCOUNT_MAX_CASES = 1 << 12
 _BINARY_SEARCH_MAX_TERMS = 1 << 19
 
 
+def _slices(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the slices ``starts[i] : starts[i] + lengths[i]`` (lengths > 0 for
+    some i), and where each slice begins among them."""
+    ends = np.cumsum(lengths)
+    offsets = ends - lengths
+    return np.repeat(starts - offsets, lengths) + np.arange(ends[-1]), offsets
+
+
 def _gather(ptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices of the slices ``ptr[r]:ptr[r+1]`` of ``rows`` and their lengths."""
     lengths = ptr[rows + 1] - ptr[rows]
-    starts = np.repeat(ptr[rows] - (np.cumsum(lengths) - lengths), lengths)
-    return starts + np.arange(int(lengths.sum())), lengths
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64), lengths
+    return _slices(ptr[rows], lengths)[0], lengths
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity when merging
@@ -518,8 +527,7 @@ class _Segment:
         if len(pos) > probes:
             rarest = np.argpartition(df, probes)[:probes]
             lo, df = lo[rarest], df[rarest]
-        ends = np.cumsum(df)
-        hit = self.docs[np.repeat(lo - (ends - df), df) + np.arange(ends[-1])]
+        hit = self.docs[_slices(lo, df)[0]]
         # A near-duplicate shares most of the query's rare shingles; a case that hits a few
         # of them shares a name or a place. Skipping those spares their exact check.
         # Relative to the probes the query could have had, not to those this segment
@@ -542,8 +550,8 @@ class _Segment:
         # Exact verification against the forward index.
         lo = self.fwd_ptr[cands]
         sizes = self.fwd_ptr[cands + 1] - lo
-        starts = np.cumsum(sizes) - sizes
-        shingles = self.fwd[np.repeat(lo - starts, sizes) + np.arange(starts[-1] + sizes[-1])]
+        idx, starts = _slices(lo, sizes)
+        shingles = self.fwd[idx]
         at = np.searchsorted(query, shingles)
         np.minimum(at, len(query) - 1, out=at)
         # Every indexed case has shingles (sizes > 0), so each reduceat slice is its own.

@@ -317,11 +317,14 @@ class Store:
         if self._writers is not None:
             self._writers.close()
 
+    def _writer_turn(self) -> contextlib.AbstractContextManager[None]:
+        """Held while writing: this store's place in the queue of writers to its SQLite file."""
+        return self._writers.hold() if self._writers is not None else contextlib.nullcontext()
+
     @contextlib.contextmanager
     def _write(self) -> Iterator[Any]:
         """One write transaction, queued behind other writers to the same SQLite file."""
-        hold = self._writers.hold() if self._writers is not None else contextlib.nullcontext()
-        with hold, self.engine.begin() as conn:
+        with self._writer_turn(), self.engine.begin() as conn:
             yield conn
 
     def masked(self, text: str | None) -> str:
@@ -422,8 +425,7 @@ class Store:
             tuple(row[name] if process is None else process(row[name]) for name, process in columns)
             for row in rows
         ]
-        hold = self._writers.hold() if self._writers is not None else contextlib.nullcontext()
-        with hold:
+        with self._writer_turn():
             connection = self.engine.raw_connection()
             try:
                 connection.cursor().executemany(sql, params)
