@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import sys
 import threading
+import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from triage.errors import ConfigError, NotFoundError
-from triage.store import Store
+from triage.store import Checkpointer, Store
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,69 @@ def test_new_case_ids_reads_ids_after_a_time_and_the_newest_time(tmp_path: Path)
     ids, newest = store.new_case_ids(first.created_at)
     assert set(ids) == {r.id for r in later}
     assert store.new_case_ids(newest) == ([], None)
+    store.close()
+
+
+def test_case_ids_after_follows_sqlite_by_rowid_exactly(tmp_path: Path) -> None:
+    """Each poll returns exactly the cases committed since the last one, in commit order,
+    also when another connection (another worker) wrote them."""
+    url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    store, other = Store(url), Store(url)
+    assert store.case_ids_after(None) == ([], 0)
+    first = store.add_case_records([case(), case(text="宅基地纠纷")])
+    ids, cursor = store.case_ids_after(None)
+    assert ids == [r.id for r in first] and cursor == 2
+    assert store.case_ids_after(cursor) == ([], cursor)  # nothing new: nothing re-read
+    later = other.add_case_records([case(text="采矿塌陷")]) + store.add_case_records([case()])
+    assert store.case_ids_after(cursor) == ([r.id for r in later], 4)
+    store.close()
+    other.close()
+
+
+def test_case_ids_after_on_other_databases_rereads_a_margin(tmp_path: Path) -> None:
+    """Without rowids the poll goes by created_at and looks POLL_MARGIN back, so a case
+    whose transaction took its time earlier but committed later is not missed."""
+    store = Store(f"sqlite:///{tmp_path / 'cases.sqlite3'}")
+    store.sqlite_file = None  # as a PostgreSQL store polls
+    first = store.add_case_records([case(), case(text="宅基地纠纷")])
+    ids, cursor = store.case_ids_after(None)
+    assert ids == [r.id for r in first] and cursor == first[-1].created_at
+    again, cursor2 = store.case_ids_after(cursor)
+    assert set(again) <= {r.id for r in first} and cursor2 == cursor  # the margin, re-read
+    store.POLL_MARGIN = timedelta(0)
+    assert store.case_ids_after(cursor) == ([], cursor)
+    store.close()
+
+
+def test_background_checkpoints_replace_the_ones_inside_commits(tmp_path: Path) -> None:
+    """With checkpoint_seconds, no commit checkpoints (automatic checkpoints are off on the
+    store's connections) and a background thread copies the log into the database."""
+    db = tmp_path / "cases.sqlite3"
+    plain = Store(f"sqlite:///{db}")
+    with plain.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 1000
+    plain.close()
+    store = Store(f"sqlite:///{db}", checkpoint_seconds=0.05)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA wal_autocheckpoint")).scalar() == 0
+    checkpointer = store._checkpointer
+    assert checkpointer is not None and checkpointer._thread.name == "triage-checkpoint"
+    store.add_case_records([case(text=f"第{i}号信访件，反映征地补偿问题") for i in range(200)])
+    deadline = time.monotonic() + 10
+    while checkpointer.checkpoints < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert checkpointer.checkpoints >= 2
+    busy, log_pages, copied = checkpointer.checkpoint()
+    assert busy == 0 and log_pages > 0 and copied == log_pages  # all of the log is in the db
+    store.close()
+    assert not checkpointer._thread.is_alive()
+    with pytest.raises(ValueError, match="> 0 seconds"):
+        Checkpointer(db, 0)
+
+
+def test_checkpoint_setting_is_ignored_for_in_memory_sqlite() -> None:
+    store = Store("sqlite://", checkpoint_seconds=1.0)
+    assert store._checkpointer is None and store.sqlite_file is None
     store.close()
 
 

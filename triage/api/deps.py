@@ -24,7 +24,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Request, Security
@@ -32,7 +32,7 @@ from fastapi.security import APIKeyHeader
 
 from triage.errors import InputError, ModelError, TriageError
 from triage.settings import Settings
-from triage.store import CaseRecord, Store
+from triage.store import CaseCursor, CaseRecord, Store
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -97,10 +97,6 @@ class IndexFollower:
     (a repeat petition comes days later, not milliseconds).
     """
 
-    #: Look this far behind the newest case seen: a transaction that took its timestamp
-    #: earlier may commit after a later one was read. Cases already indexed are skipped.
-    MARGIN = timedelta(seconds=5)
-
     def __init__(
         self,
         index: Any,
@@ -119,7 +115,7 @@ class IndexFollower:
         self.on_records = on_records
         self.nice = nice
         self.native_id: int | None = None  # the thread's OS id, once it runs
-        self._since: datetime | None = None
+        self._cursor: CaseCursor | None = None  # where the last look at the store ended
         self._offered: queue.SimpleQueue[list[tuple[str, str]]] = queue.SimpleQueue()
         self._sync_lock = threading.Lock()
         self._gc_paused = False  # automatic GC turned off by this follower, not yet back on
@@ -166,9 +162,9 @@ class IndexFollower:
             while not self._offered.empty():
                 offered += self._offered.get_nowait()
             self.index.add_many(offered)
-            since = self._since - self.MARGIN if self._since else None
-            seen, newest = self.store.new_case_ids(since)
-            # Cases in the margin were mostly indexed last time: only new ones are read.
+            seen, cursor = self.store.case_ids_after(self._cursor)
+            # This process's own cases were offered above, and on some databases the poll
+            # re-reads a margin: only cases not yet indexed are read.
             new = [case_id for case_id in seen if case_id not in self.index]
             for start in range(0, len(new), 1_000):
                 chunk = new[start : start + 1_000]
@@ -180,8 +176,7 @@ class IndexFollower:
                 )
                 if self.on_records is not None and records:
                     self.on_records(list(records.values()))
-            if newest is not None:
-                self._since = max(self._since or newest, newest)
+            self._cursor = cursor
             return len(offered) + len(new)
 
     def start(self) -> None:

@@ -165,7 +165,11 @@ def _start(state: ServiceState) -> None:
     from triage.store import Store
 
     settings = state.settings
-    state.store = Store(settings.database_url, mask=settings.mask_personal_data)
+    state.store = Store(
+        settings.database_url,
+        mask=settings.mask_personal_data,
+        checkpoint_seconds=settings.sqlite_checkpoint_seconds or None,
+    )
     state.use_table(load_table(settings.routing_table))  # a broken table stops the start-up
     state.indexer = _follow_store(state)
     state.repeat_index = state.indexer.index if state.indexer is not None else None
