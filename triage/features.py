@@ -40,6 +40,13 @@ _P = np.uint64(0x100000001B3)  # FNV prime: cheap multiplicative mixing of code 
 _SALT = np.uint64(0x9E3779B97F4A7C15)
 _MASK_SHIFT = np.uint64(31)
 
+try:  # C kernels (setup.py builds them where a compiler is available)
+    from triage import _kernels as _kernel
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _kernel = None
+#: Use the C kernel when there is one (tests switch it off to compare the two).
+_use_kernel = True
+
 #: (doc index array, hash array) for one view of a batch of documents.
 Analyzed = tuple[np.ndarray, np.ndarray]
 
@@ -84,10 +91,15 @@ def _codepoints(docs: Sequence[str], sep: str = "\x00") -> tuple[np.ndarray, np.
 
 def char_ngram_hashes(docs: Sequence[str], ngram_range: tuple[int, int] = (1, 3)) -> Analyzed:
     """Hashes of all character n-grams of ``docs`` (spaces excluded), with their doc index."""
+    lo, hi = ngram_range
+    if len(docs) == 1 and _kernel is not None and _use_kernel and 1 <= lo <= hi <= 16:
+        cp = np.frombuffer(docs[0].encode("utf-32-le"), dtype=np.uint32)
+        out = np.empty(max(0, len(cp) * (hi - lo + 1)), dtype=np.uint64)
+        hashes = out[: _kernel.char_ngrams(cp, lo, hi, out)]
+        return np.zeros(len(hashes), dtype=np.int64), hashes
     cps, doc_of = _codepoints(docs)
     keep = cps > 32  # separators and spaces never start or sit inside an n-gram
     rows, hashes = [], []
-    lo, hi = ngram_range
     with np.errstate(over="ignore"):
         h = np.zeros_like(cps)
         valid = np.ones(len(cps), dtype=bool)
@@ -318,6 +330,16 @@ def _view_scores(
     if len(vocab) == 0 or len(hashes) == 0:
         return out
     if n_docs == 1:
+        weights_t = weights.T  # (features, classes): one class row per n-gram, contiguous
+        if _kernel is not None and _use_kernel and weights_t.flags.c_contiguous:
+            # One C call (triage/_kernels.c) instead of some twenty NumPy calls.
+            shift, starts, padded = _bucket_index(vocab)
+            _kernel.view_scores(
+                np.ascontiguousarray(hashes, dtype=np.uint64), padded, starts, shift,
+                np.ascontiguousarray(idf, dtype=np.float32),
+                np.asarray(weights_t, dtype=np.float32), weights.shape[0], out[0],
+            )  # fmt: skip
+            return out
         # One petition (what the API classifies most of the time): the same arithmetic in
         # half the NumPy calls, each of which costs microseconds whatever its size.
         col, hit = _lookup(vocab, hashes)
