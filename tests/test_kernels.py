@@ -160,3 +160,48 @@ def test_kernels_refuse_wrong_arguments_instead_of_reading_past_them() -> None:
         kernel.view_scores(np.zeros(3, np.uint64), np.zeros(5, np.uint64), np.zeros(2, np.int32),
                            0, np.zeros(4, np.float32), np.zeros(4, np.float32), 2,
                            np.zeros(2, np.float32))  # fmt: skip
+
+
+def test_segment_merge_gives_the_numpy_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every array of a merged segment, with removed cases dropped, bit for bit."""
+    rng = random.Random(6)
+    index = RepeatIndex(tail_size=16, merge_factor=0)  # never merges by itself
+    for start in range(0, 600, 20):
+        index.add_many(
+            [(f"c{start + i}", random_text(rng, rng.randint(12, 200))) for i in range(20)]
+        )
+    for i in range(0, 600, 7):
+        index.remove(f"c{i}")
+    segments = index._segments
+    assert len(segments) > 10
+    for i in range(len(segments) - 1):
+        pair = segments[i : i + 2]
+        expected, got = both(monkeypatch, repeat, repeat._Segment.merge, pair, index._alive)
+        for field in repeat._Segment.FIELDS:
+            e, g = getattr(expected, field), getattr(got, field)
+            assert g.dtype == e.dtype and np.array_equal(g, e), field
+
+
+def test_an_index_fed_like_the_service_answers_the_same_with_and_without_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small batches (tail merged by the kernel, or rebuilt), seals, merges and removals."""
+    rng = random.Random(7)
+    base = [prepare_text(t) for t in PETITIONS if len(t) > 10]
+    batches = [
+        [
+            (f"c{b}-{i}", rng.choice(base)[: rng.randint(15, 60)] + random_text(rng, 30))
+            for i in range(rng.randint(1, 9))
+        ]
+        for b in range(120)
+    ]
+    answers = []
+    for use in (False, True):
+        monkeypatch.setattr(repeat, "_use_kernel", use)
+        index = RepeatIndex(tail_size=24, merge_factor=4)
+        for b, batch in enumerate(batches):
+            index.add_many(batch)
+            if b % 5 == 0:
+                index.remove(batch[0][0])
+        answers.append([index.query(t, k=8, threshold=0.2) for t in base])
+    assert answers[0] == answers[1] and any(answers[0])

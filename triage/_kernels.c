@@ -417,7 +417,125 @@ static PyObject *char_ngrams(PyObject *Py_UNUSED(self), PyObject *args) {
     return PyLong_FromSsize_t(written);
 }
 
+/* merge(a_gids i64, a_fwd_ptr i64, a_fwd u32, a_terms u32, a_ptr i64, a_docs i32, b_... (6 more),
+ *       alive u8 (by global id), out_gids i64, out_fwd_ptr i64, out_fwd u32, out_terms u32,
+ *       out_ptr i64, out_docs i32) -> (cases, shingles, terms, postings)
+ *
+ * The live cases of two index segments as one (triage.repeat._Segment.merge): a's cases,
+ * then b's, renumbered; the inverted lists merged term by term in one linear pass, with the
+ * interpreter lock released, where NumPy packs, stably sorts and unpacks every posting. */
+static PyObject *merge(PyObject *Py_UNUSED(self), PyObject *args) {
+    PyObject *o[19];
+    if (!PyArg_UnpackTuple(args, "merge", 19, 19, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                           &o[6], &o[7], &o[8], &o[9], &o[10], &o[11], &o[12], &o[13], &o[14],
+                           &o[15], &o[16], &o[17], &o[18]))
+        return NULL;
+    static const Py_ssize_t size[19] = {8, 8, 4, 4, 8, 4, 8, 8, 4, 4, 8, 4, 1, 8, 8, 4, 4, 8, 4};
+    static const char *name[19] = {"a_gids", "a_fwd_ptr", "a_fwd", "a_terms", "a_ptr", "a_docs",
+                                   "b_gids", "b_fwd_ptr", "b_fwd", "b_terms", "b_ptr", "b_docs",
+                                   "alive", "out_gids", "out_fwd_ptr", "out_fwd", "out_terms",
+                                   "out_ptr", "out_docs"};
+    Py_buffer b[19];
+    int got = 0;
+    for (int i = 0; i < 19; i++) {
+        if (get_buffer(o[i], &b[i], size[i], i >= 13, name[i]) < 0) goto fail;
+        got = i + 1;
+    }
+    const int64_t *gids[2] = {b[0].buf, b[6].buf}, *fptr[2] = {b[1].buf, b[7].buf};
+    const int64_t *tptr[2] = {b[4].buf, b[10].buf};
+    const uint32_t *fwd[2] = {b[2].buf, b[8].buf}, *terms[2] = {b[3].buf, b[9].buf};
+    const int32_t *docs[2] = {b[5].buf, b[11].buf};
+    const uint8_t *alive = b[12].buf;
+    Py_ssize_t n[2] = {b[0].len / 8, b[6].len / 8}, v[2] = {b[3].len / 4, b[9].len / 4};
+    Py_ssize_t n_alive = b[12].len;
+    int64_t *out_gids = b[13].buf, *out_fptr = b[14].buf, *out_ptr = b[17].buf;
+    uint32_t *out_fwd = b[15].buf, *out_terms = b[16].buf;
+    int32_t *out_docs = b[18].buf;
+    int bad = 0;
+    for (int s = 0; s < 2; s++) {
+        if (b[1 + 6 * s].len / 8 != n[s] + 1 || b[4 + 6 * s].len / 8 != v[s] + 1) bad = 1;
+        else if (fptr[s][n[s]] > b[2 + 6 * s].len / 4 || tptr[s][v[s]] > b[5 + 6 * s].len / 4)
+            bad = 1;
+        for (Py_ssize_t i = 0; !bad && i < n[s]; i++)
+            if (gids[s][i] < 0 || gids[s][i] >= n_alive) bad = 1;
+    }
+    if (!bad && (b[13].len / 8 < n[0] + n[1] || b[14].len / 8 < n[0] + n[1] + 1 ||
+                 b[15].len / 4 < fptr[0][n[0]] + fptr[1][n[1]] ||
+                 b[16].len / 4 < v[0] + v[1] || b[17].len / 8 < v[0] + v[1] + 1 ||
+                 b[18].len / 4 < tptr[0][v[0]] + tptr[1][v[1]]))
+        bad = 1;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "merge: arrays of inconsistent sizes");
+        goto fail;
+    }
+    int32_t *renum[2] = {NULL, NULL};
+    Py_ssize_t cases = 0, shingles = 0, nt = 0, np_ = 0;
+    int oom = 0;
+    Py_BEGIN_ALLOW_THREADS
+    renum[0] = malloc(sizeof(int32_t) * (n[0] ? n[0] : 1));
+    renum[1] = malloc(sizeof(int32_t) * (n[1] ? n[1] : 1));
+    if (renum[0] == NULL || renum[1] == NULL) { oom = 1; goto done; }
+    out_fptr[0] = 0;
+    for (int s = 0; s < 2; s++) {
+        for (Py_ssize_t i = 0; i < n[s]; i++) {
+            if (!alive[gids[s][i]]) { renum[s][i] = -1; continue; }
+            renum[s][i] = (int32_t)cases;
+            out_gids[cases] = gids[s][i];
+            int64_t lo = fptr[s][i], len = fptr[s][i + 1] - lo;
+            memcpy(out_fwd + shingles, fwd[s] + lo, sizeof(uint32_t) * len);
+            shingles += len;
+            out_fptr[++cases] = shingles;
+        }
+    }
+    Py_ssize_t i0 = 0, i1 = 0;
+    while (i0 < v[0] || i1 < v[1]) {
+        uint32_t t;
+        int in0 = 0, in1 = 0;
+        if (i1 >= v[1] || (i0 < v[0] && terms[0][i0] <= terms[1][i1])) {
+            t = terms[0][i0];
+            in0 = 1;
+            in1 = i1 < v[1] && terms[1][i1] == t;
+        } else {
+            t = terms[1][i1];
+            in1 = 1;
+        }
+        Py_ssize_t start = np_;
+        if (in0) {
+            for (int64_t j = tptr[0][i0]; j < tptr[0][i0 + 1]; j++) {
+                int32_t d = docs[0][j];  /* a local id out of range counts as removed */
+                if (d >= 0 && d < n[0] && renum[0][d] >= 0) out_docs[np_++] = renum[0][d];
+            }
+            i0++;
+        }
+        if (in1) {
+            for (int64_t j = tptr[1][i1]; j < tptr[1][i1 + 1]; j++) {
+                int32_t d = docs[1][j];  /* a local id out of range counts as removed */
+                if (d >= 0 && d < n[1] && renum[1][d] >= 0) out_docs[np_++] = renum[1][d];
+            }
+            i1++;
+        }
+        if (np_ > start) {
+            out_terms[nt] = t;
+            out_ptr[nt++] = start;
+        }
+    }
+    out_ptr[nt] = np_;
+done:
+    free(renum[0]);
+    free(renum[1]);
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    if (oom) return PyErr_NoMemory();
+    return Py_BuildValue("nnnn", cases, shingles, nt, np_);
+fail:
+    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"merge", merge, METH_VARARGS,
+     "merge(a's 6 arrays, b's 6 arrays, alive, 6 output arrays) -> (cases, shingles, terms, "
+     "postings): two index segments' live cases as one."},
     {"char_ngrams", char_ngrams, METH_VARARGS,
      "char_ngrams(codepoints, lo, hi, out) -> count: one document's character n-gram hashes."},
     {"view_scores", view_scores, METH_VARARGS,

@@ -447,6 +447,8 @@ class _Segment:
         keys: NumPy's stable sort (timsort) merges the runs in linear time, where sorting
         all postings afresh cost several times more (the indexer's largest cost).
         """
+        if _kernel is not None and _use_kernel and len(segments) == 2:
+            return cls._merge_c(segments[0], segments[1], alive)
         gids, lengths, parts, runs = [], [], [], []
         offset = 0
         for seg in segments:
@@ -474,6 +476,27 @@ class _Segment:
             np.concatenate(parts),
             keys,
         )
+
+    @classmethod
+    def _merge_c(cls, a: _Segment, b: _Segment, alive: np.ndarray) -> _Segment:
+        """:meth:`merge` of two segments in the C kernel: one linear pass, without the
+        interpreter lock (the nice-19 indexer held it through NumPy's steps, and a request
+        thread that needed it waited while the scheduler ran others)."""
+        n, shingles = len(a) + len(b), len(a.fwd) + len(b.fwd)
+        terms, postings = len(a.terms) + len(b.terms), len(a.docs) + len(b.docs)
+        out = (
+            np.empty(n, np.int64), np.empty(n + 1, np.int64), np.empty(shingles, np.uint32),
+            np.empty(terms, np.uint32), np.empty(terms + 1, np.int64), np.empty(postings, np.int32),
+        )  # fmt: skip
+        args = [getattr(seg, f) for seg in (a, b) for f in cls.FIELDS]
+        counts = _kernel.merge(*args, np.asarray(alive).view(np.uint8), *out)
+        cases, shingles, terms, postings = counts
+        sizes = (cases, cases + 1, shingles, terms, terms + 1, postings)
+        # Removed cases leave the arrays longer than needed: copy the used part then.
+        parts = [
+            arr[:k] if k == len(arr) else arr[:k].copy() for arr, k in zip(out, sizes, strict=True)
+        ]
+        return cls(**dict(zip(cls.FIELDS, parts, strict=True)))
 
     def __len__(self) -> int:
         return len(self.gids)
@@ -632,6 +655,7 @@ class RepeatIndex:
         self.merge_factor = merge_factor
         self._lock = threading.RLock()
         self._merge_lock = threading.Lock()
+        self._add_lock = threading.Lock()  # one add_many at a time (it rebuilds the tail)
         self._ids: list[str | None] = []  # global id -> case id (None once removed)
         self._gid: dict[str, int] = {}  # live case id -> global id
         self._short: dict[str, set[int]] = {}  # short canonical text -> global ids
@@ -678,6 +702,24 @@ class RepeatIndex:
             canon[i] = c
         long_rows = [i for i, c in enumerate(canon) if len(c) >= self.min_chars]
         hashes, owner = _batch_hashes([canon[i] for i in long_rows])
+        with self._add_lock:
+            sealed = self._add_hashed(items, canon, long_rows, hashes, owner)
+        if sealed:
+            self._maybe_merge()
+
+    def _add_hashed(
+        self,
+        items: list[tuple[str, str]],
+        canon: list[str],
+        long_rows: list[int],
+        hashes: np.ndarray,
+        owner: np.ndarray,
+    ) -> bool:
+        """Register hashed cases and build their segment (under the add lock); whether a
+        segment was sealed. Queries wait for the main lock only while ids are assigned and
+        while the new segments are put in place, not while they are built: the indexer
+        runs at a low priority, and a request waiting for a lock it holds waited for the
+        scheduler to run it again."""
         with self._lock:
             self._grow_alive(len(self._ids) + len(items))
             gids = np.empty(len(items), dtype=np.int64)
@@ -691,34 +733,51 @@ class RepeatIndex:
                 if len(canon[i]) < self.min_chars:
                     self._short.setdefault(canon[i], set()).add(gid)
                     self._short_of[gid] = canon[i]
-            if not long_rows:
-                return
-            batch = _Segment.from_hashes(gids[long_rows], hashes, owner)
-            if len(self._tail) + len(batch) <= self.tail_size:
-                self._tail += self._split(batch)
-                self._tail_segment = self._tail_to_segment()
-                return
-            # The tail is full: seal it. A small batch starts the next tail, a bulk load
-            # becomes a segment of its own.
-            sealed = [self._tail_segment] if self._tail_segment is not None else []
-            self._tail, self._tail_segment = [], None
-            if len(batch) <= self.tail_size:
-                self._tail = self._split(batch)
-                self._tail_segment = self._tail_to_segment()
-            else:
-                sealed.append(batch)
+            alive = self._alive
+        if not long_rows:
+            return False
+        # Only add_many (serialised by the add lock) changes the tail, so it is read and
+        # rebuilt here without the main lock.
+        batch = _Segment.from_hashes(gids[long_rows], hashes, owner)
+        if len(self._tail) + len(batch) <= self.tail_size:
+            tail = self._tail + self._split(batch)
+            segment = self._grown_tail(batch, tail, alive)
+            with self._lock:
+                self._tail, self._tail_segment = tail, segment
+            return False
+        # The tail is full: seal it. A small batch starts the next tail, a bulk load becomes
+        # a segment of its own.
+        sealed = [self._tail_segment] if self._tail_segment is not None else []
+        tail: list[tuple[int, np.ndarray]] = []
+        segment = None
+        if len(batch) <= self.tail_size:
+            tail, segment = self._split(batch), batch
+        else:
+            sealed.append(batch)
+        with self._lock:
+            self._tail, self._tail_segment = tail, segment
             self._segments = (*self._segments, *sealed)
-        self._maybe_merge()
+        return True
+
+    def _grown_tail(
+        self, batch: _Segment, tail: list[tuple[int, np.ndarray]], alive: np.ndarray
+    ) -> _Segment:
+        """The tail segment with ``batch`` added: merged in one linear pass by the C kernel,
+        else rebuilt from the tail's cases (a sort of all its postings)."""
+        if self._tail_segment is not None and _kernel is not None and _use_kernel:
+            return _Segment.merge([self._tail_segment, batch], alive)
+        return self._tail_to_segment(tail)
 
     @staticmethod
     def _split(seg: _Segment) -> list[tuple[int, np.ndarray]]:
         ptr = seg.fwd_ptr.tolist()
         return [(g, seg.fwd[ptr[i] : ptr[i + 1]]) for i, g in enumerate(seg.gids.tolist())]
 
-    def _tail_to_segment(self) -> _Segment:
-        gids = np.array([g for g, _s in self._tail], dtype=np.int64)
-        lens = [len(s) for _g, s in self._tail]
-        fwd = np.concatenate([s for _g, s in self._tail]) if self._tail else _EMPTY_U32
+    @staticmethod
+    def _tail_to_segment(tail: list[tuple[int, np.ndarray]]) -> _Segment:
+        gids = np.array([g for g, _s in tail], dtype=np.int64)
+        lens = [len(s) for _g, s in tail]
+        fwd = np.concatenate([s for _g, s in tail]) if tail else _EMPTY_U32
         return _Segment.from_forward(gids, np.concatenate(([0], np.cumsum(lens))), fwd)
 
     def remove(self, case_id: str) -> bool:
