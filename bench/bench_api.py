@@ -145,6 +145,15 @@ class Traffic:
         return body
 
 
+def _kernels_built() -> bool:
+    """Whether ``triage._kernels`` imports from this checkout (the server's code)."""
+    probe = "import sys; sys.path.insert(0, sys.argv[1]); import triage._kernels"
+    return (
+        subprocess.run([sys.executable, "-c", probe, str(ROOT)], capture_output=True).returncode
+        == 0
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -538,6 +547,9 @@ def main(argv: list[str] | None = None) -> int:
             "client_cpu_percent": 100
             * ((self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime))
             / wall,
+            # Whether this checkout's C kernels are built (setup.py); without them the same
+            # work runs in NumPy at more CPU per request.
+            "c_kernels": _kernels_built(),
             "machine": {
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
