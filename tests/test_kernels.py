@@ -19,7 +19,12 @@ import triage.repeat as repeat
 from triage.features import TextFeatures, char_ngram_hashes, prepare_text
 from triage.repeat import RepeatIndex, shingle_hashes, similarity_from_counts
 
-kernel = pytest.importorskip("triage._kernels", reason="the C kernels were not built")
+try:
+    from triage import _kernels as kernel
+except ImportError:  # every test but the first is skipped then
+    kernel = None
+
+needs_kernel = pytest.mark.skipif(kernel is None, reason="the C kernels were not built")
 
 PETITIONS = [
     "村里的征地补偿款至今没有发放到位，请求有关部门督促解决。",
@@ -55,9 +60,11 @@ def test_the_kernels_are_built_where_a_compiler_is() -> None:
     """A silently failed build (the extension is optional) would lose the speed unnoticed."""
     if not (shutil.which("cc") or shutil.which("gcc")) or not sys.platform.startswith("linux"):
         pytest.skip("no C compiler here")
+    assert kernel is not None, "triage/_kernels.c was not built: see pip's output"
     assert repeat._kernel is kernel and features._kernel is kernel
 
 
+@needs_kernel
 def test_shingle_hashes_are_the_numpy_ones(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(1)
     texts = [repeat.canonical(t) for t in PETITIONS] + ["ab", "abc", "𠮷𠮷𠮷𠮷"]
@@ -75,6 +82,7 @@ def _index(texts: list[str], tail_size: int = 32) -> RepeatIndex:
     return index
 
 
+@needs_kernel
 def test_segment_search_gives_the_numpy_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Same candidates, intersections and sizes on every segment, same query answers, also
     where probes and candidates are cut (ties broken the same way)."""
@@ -111,6 +119,7 @@ def test_similarity_in_query_is_similarity_from_counts_bit_for_bit() -> None:
     assert np.array_equal(fast.view(np.uint64), slow.view(np.uint64))
 
 
+@needs_kernel
 @pytest.mark.parametrize("ngram_range", [(1, 3), (2, 3), (1, 1), (3, 5)])
 def test_char_ngrams_are_the_numpy_ones(
     monkeypatch: pytest.MonkeyPatch, ngram_range: tuple[int, int]
@@ -123,6 +132,7 @@ def test_char_ngrams_are_the_numpy_ones(
         assert gr.dtype == er.dtype and np.array_equal(gr, er)
 
 
+@needs_kernel
 @pytest.mark.parametrize("order", ["F", "C"])
 def test_one_petition_scores_match_numpy(monkeypatch: pytest.MonkeyPatch, order: str) -> None:
     """Fortran-ordered weights (as a fitted model has them) take the kernel, C-ordered ones
@@ -142,6 +152,7 @@ def test_one_petition_scores_match_numpy(monkeypatch: pytest.MonkeyPatch, order:
         np.testing.assert_allclose(kernel_scores, numpy_scores, rtol=1e-5, atol=1e-5)
 
 
+@needs_kernel
 def test_kernels_refuse_wrong_arguments_instead_of_reading_past_them() -> None:
     u32 = np.zeros(4, dtype=np.uint32)
     with pytest.raises(TypeError, match="codepoints: expected items of 4 bytes, got 8"):
@@ -162,6 +173,7 @@ def test_kernels_refuse_wrong_arguments_instead_of_reading_past_them() -> None:
                            np.zeros(2, np.float32))  # fmt: skip
 
 
+@needs_kernel
 def test_segment_merge_gives_the_numpy_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every array of a merged segment, with removed cases dropped, bit for bit."""
     rng = random.Random(6)
@@ -182,6 +194,7 @@ def test_segment_merge_gives_the_numpy_arrays(monkeypatch: pytest.MonkeyPatch) -
             assert g.dtype == e.dtype and np.array_equal(g, e), field
 
 
+@needs_kernel
 def test_an_index_fed_like_the_service_answers_the_same_with_and_without_kernels(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
