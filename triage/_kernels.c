@@ -113,6 +113,15 @@ static PyObject *search(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_Format(PyExc_ValueError, "shift must be 0..31, got %d", shift);
         goto fail;
     }
+    /* The segment's own invariants, checked once so that a damaged one raises instead of
+     * reading out of bounds (each posting's case id is checked as it is read). */
+    Py_ssize_t n_cases = b[3].len / 8 - 1;
+    if (b[1].len / 8 != n_terms + 1 || n_cases < 0 || ptr[n_terms] > b[2].len / 4 ||
+        fwd_ptr[n_cases] > b[4].len / 4 ||
+        (has_starts && (uint64_t)(b[6].len / 8) <= (0xFFFFFFFFull >> shift))) {
+        PyErr_SetString(PyExc_ValueError, "search: segment arrays of inconsistent sizes");
+        goto fail;
+    }
 
     Py_ssize_t written = 0;
     int oom = 0;
@@ -149,6 +158,7 @@ static PyObject *search(PyObject *Py_UNUSED(self), PyObject *args) {
     for (Py_ssize_t i = 0; i < n_found; i++) {
         const int32_t *d = docs + found[i].lo;
         for (int64_t j = 0; j < found[i].df; j++) {
+            if (d[j] < 0 || d[j] >= n_cases) continue;
             uint32_t h = (uint32_t)d[j] * 0x9E3779B1u;
             size_t s = h & (cap - 1);
             while (slot_count[s] && slot_doc[s] != d[j]) s = (s + 1) & (cap - 1);
@@ -310,6 +320,10 @@ static PyObject *view_scores(PyObject *Py_UNUSED(self), PyObject *args) {
         goto fail;
     }
     const uint64_t *hashes = hb.buf, *keys = kb.buf;
+    if (keys[n_keys] != UINT64_MAX) {  /* the walk below stops at this sentinel */
+        PyErr_SetString(PyExc_ValueError, "view_scores: keys must end with 2**64 - 1");
+        goto fail;
+    }
     const float *idf = ib.buf, *w = wb.buf;
     float *out = ob.buf;
     const int32_t *starts32 = sb.itemsize == 4 ? sb.buf : NULL;
