@@ -662,7 +662,6 @@ class RepeatIndex:
         self._short_of: dict[int, str] = {}  # global id -> its short canonical text
         self._alive = np.zeros(0, dtype=bool)
         self._segments: tuple[_Segment, ...] = ()  # sealed; replaced, never mutated
-        self._tail: list[tuple[int, np.ndarray]] = []  # (global id, shingles) not yet sealed
         self._tail_segment: _Segment | None = None
         # text -> canonical form of recent queries, for the add that usually follows
         self._recent: dict[str, str] = {}
@@ -736,49 +735,28 @@ class RepeatIndex:
             alive = self._alive
         if not long_rows:
             return False
-        # Only add_many (serialised by the add lock) changes the tail, so it is read and
-        # rebuilt here without the main lock.
+        # Only add_many (serialised by the add lock) changes the tail, so it is read and grown
+        # here without the main lock: merged with the batch in one linear pass (the C kernel,
+        # or NumPy's run merging), not rebuilt from all its cases.
         batch = _Segment.from_hashes(gids[long_rows], hashes, owner)
-        if len(self._tail) + len(batch) <= self.tail_size:
-            tail = self._tail + self._split(batch)
-            segment = self._grown_tail(batch, tail, alive)
+        tail = self._tail_segment
+        if len(batch) + (len(tail) if tail is not None else 0) <= self.tail_size:
+            grown = batch if tail is None else _Segment.merge([tail, batch], alive)
             with self._lock:
-                self._tail, self._tail_segment = tail, segment
+                self._tail_segment = grown
             return False
         # The tail is full: seal it. A small batch starts the next tail, a bulk load becomes
         # a segment of its own.
-        sealed = [self._tail_segment] if self._tail_segment is not None else []
-        tail: list[tuple[int, np.ndarray]] = []
-        segment = None
+        sealed = [tail] if tail is not None and len(tail) else []
         if len(batch) <= self.tail_size:
-            tail, segment = self._split(batch), batch
+            tail = batch
         else:
             sealed.append(batch)
+            tail = None
         with self._lock:
-            self._tail, self._tail_segment = tail, segment
+            self._tail_segment = tail
             self._segments = (*self._segments, *sealed)
         return True
-
-    def _grown_tail(
-        self, batch: _Segment, tail: list[tuple[int, np.ndarray]], alive: np.ndarray
-    ) -> _Segment:
-        """The tail segment with ``batch`` added: merged in one linear pass by the C kernel,
-        else rebuilt from the tail's cases (a sort of all its postings)."""
-        if self._tail_segment is not None and _kernel is not None and _use_kernel:
-            return _Segment.merge([self._tail_segment, batch], alive)
-        return self._tail_to_segment(tail)
-
-    @staticmethod
-    def _split(seg: _Segment) -> list[tuple[int, np.ndarray]]:
-        ptr = seg.fwd_ptr.tolist()
-        return [(g, seg.fwd[ptr[i] : ptr[i + 1]]) for i, g in enumerate(seg.gids.tolist())]
-
-    @staticmethod
-    def _tail_to_segment(tail: list[tuple[int, np.ndarray]]) -> _Segment:
-        gids = np.array([g for g, _s in tail], dtype=np.int64)
-        lens = [len(s) for _g, s in tail]
-        fwd = np.concatenate([s for _g, s in tail]) if tail else _EMPTY_U32
-        return _Segment.from_forward(gids, np.concatenate(([0], np.cumsum(lens))), fwd)
 
     def remove(self, case_id: str) -> bool:
         """Forget a case; returns whether it was indexed. Its postings go at the next merge."""
