@@ -73,6 +73,39 @@ static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int w
     return 0;
 }
 
+/* Release the buffers of b[0..n) that were acquired (an unused slot has obj NULL). */
+static void release_buffers(Py_buffer *b, int n) {
+    for (int i = 0; i < n; i++)
+        if (b[i].obj != NULL) PyBuffer_Release(&b[i]);
+}
+
+/* A text's code points (u32) and a writable output of at least `need` items: both acquired,
+ * or neither (with the exception set). */
+static int get_text_and_out(PyObject *o_cp, PyObject *o_out, Py_ssize_t out_itemsize,
+                            Py_ssize_t (*need)(Py_ssize_t len, const void *arg),
+                            const void *arg, Py_buffer b[2]) {
+    if (get_buffer(o_cp, &b[0], 4, 0, "codepoints") < 0) return -1;
+    if (get_buffer(o_out, &b[1], out_itemsize, 1, "out") < 0) {
+        PyBuffer_Release(&b[0]);
+        return -1;
+    }
+    if (b[1].len / out_itemsize < need(b[0].len / 4, arg)) {
+        release_buffers(b, 2);
+        PyErr_SetString(PyExc_ValueError, "out holds fewer items than there are n-grams");
+        return -1;
+    }
+    return 0;
+}
+
+/* splitmix64's finaliser: spreads a polynomial hash over all 64 bits (as NumPy's _mix). */
+static inline uint64_t mix64(uint64_t h) {
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBULL;
+    return h ^ (h >> 31);
+}
+
 /* search(terms u32, ptr i64, docs i32, fwd_ptr i64, fwd u32, query u32, starts i64 | None,
  *        shift, probes, limit, least, out_docs i64[limit], out_inter i64[limit],
  *        out_sizes i64[limit]) -> number of candidates written (local ids, ascending). */
@@ -203,13 +236,11 @@ done:
     free(slot_count);
     free(cands);
     Py_END_ALLOW_THREADS
-    for (int i = 0; i < got; i++)
-        if (b[i].obj != NULL) PyBuffer_Release(&b[i]);
+    release_buffers(b, got);
     if (oom) return PyErr_NoMemory();
     return PyLong_FromSsize_t(written);
 fail:
-    for (int i = 0; i < got; i++)
-        if (b[i].obj != NULL) PyBuffer_Release(&b[i]);
+    release_buffers(b, got);
     return NULL;
 }
 
@@ -226,6 +257,11 @@ static void radix_sort_u32(uint32_t *a, uint32_t *tmp, Py_ssize_t n) {
 
 /* shingles(codepoints u32, n, out u32[len - n + 1]) -> count: the sorted unique 32-bit hashes
  * of every n-gram, as triage.repeat.shingle_hashes computes them with NumPy. */
+static Py_ssize_t shingles_needed(Py_ssize_t len, const void *n) {
+    Py_ssize_t m = len - *(const int *)n + 1;
+    return m > 0 ? m : 0;
+}
+
 static PyObject *shingles(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *o_cp, *o_out;
     int n;
@@ -234,22 +270,12 @@ static PyObject *shingles(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_Format(PyExc_ValueError, "n must be >= 1, got %d", n);
         return NULL;
     }
-    Py_buffer cpb, outb;
-    if (get_buffer(o_cp, &cpb, 4, 0, "codepoints") < 0) return NULL;
-    if (get_buffer(o_out, &outb, 4, 1, "out") < 0) {
-        PyBuffer_Release(&cpb);
-        return NULL;
-    }
-    const uint32_t *cp = cpb.buf;
-    uint32_t *out = outb.buf;
-    Py_ssize_t m = cpb.len / 4 - n + 1, written = 0;
+    Py_buffer b[2];
+    if (get_text_and_out(o_cp, o_out, 4, shingles_needed, &n, b) < 0) return NULL;
+    const uint32_t *cp = b[0].buf;
+    uint32_t *out = b[1].buf;
+    Py_ssize_t m = shingles_needed(b[0].len / 4, &n), written = 0;
     int oom = 0;
-    if (m > 0 && outb.len / 4 < m) {
-        PyBuffer_Release(&cpb);
-        PyBuffer_Release(&outb);
-        PyErr_SetString(PyExc_ValueError, "out holds fewer items than there are n-grams");
-        return NULL;
-    }
     if (m > 0) {
         uint32_t *tmp = malloc(sizeof(uint32_t) * m);
         if (tmp == NULL) {
@@ -258,12 +284,7 @@ static PyObject *shingles(PyObject *Py_UNUSED(self), PyObject *args) {
             for (Py_ssize_t i = 0; i < m; i++) {
                 uint64_t h = (uint64_t)n;
                 for (int j = 0; j < n; j++) h = (h ^ cp[i + j]) * 0x9E3779B97F4A7C15ULL;
-                h ^= h >> 30;
-                h *= 0xBF58476D1CE4E5B9ULL;
-                h ^= h >> 27;
-                h *= 0x94D049BB133111EBULL;
-                h ^= h >> 31;
-                out[i] = (uint32_t)(h >> 32);
+                out[i] = (uint32_t)(mix64(h) >> 32);
             }
             radix_sort_u32(out, tmp, m);
             free(tmp);
@@ -272,8 +293,7 @@ static PyObject *shingles(PyObject *Py_UNUSED(self), PyObject *args) {
                 if (out[i] != out[written - 1]) out[written++] = out[i];
         }
     }
-    PyBuffer_Release(&cpb);
-    PyBuffer_Release(&outb);
+    release_buffers(b, 2);
     if (oom) return PyErr_NoMemory();
     return PyLong_FromSsize_t(written);
 }
@@ -292,42 +312,41 @@ static PyObject *view_scores(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOiOOnO", &o_hashes, &o_keys, &o_starts, &shift, &o_idf, &o_w,
                           &k, &o_out))
         return NULL;
-    Py_buffer hb, kb, sb, ib, wb, ob;
+    Py_buffer vb[6];
     int got = 0;
-    Py_buffer *bufs[6] = {&hb, &kb, &sb, &ib, &wb, &ob};
-    if (get_buffer(o_hashes, &hb, 8, 0, "hashes") < 0) goto fail;
+    if (get_buffer(o_hashes, &vb[0], 8, 0, "hashes") < 0) goto fail;
     got = 1;
-    if (get_buffer(o_keys, &kb, 8, 0, "keys") < 0) goto fail;
+    if (get_buffer(o_keys, &vb[1], 8, 0, "keys") < 0) goto fail;
     got = 2;
-    if (PyObject_GetBuffer(o_starts, &sb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto fail;
+    if (PyObject_GetBuffer(o_starts, &vb[2], PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto fail;
     got = 3;
-    if (sb.itemsize != 4 && sb.itemsize != 8) {
+    if (vb[2].itemsize != 4 && vb[2].itemsize != 8) {
         PyErr_Format(PyExc_TypeError, "starts: expected 4- or 8-byte integers, got %zd bytes",
-                     sb.itemsize);
+                     vb[2].itemsize);
         goto fail;
     }
-    if (get_buffer(o_idf, &ib, 4, 0, "idf") < 0) goto fail;
+    if (get_buffer(o_idf, &vb[3], 4, 0, "idf") < 0) goto fail;
     got = 4;
-    if (get_buffer(o_w, &wb, 4, 0, "weights_t") < 0) goto fail;
+    if (get_buffer(o_w, &vb[4], 4, 0, "weights_t") < 0) goto fail;
     got = 5;
-    if (get_buffer(o_out, &ob, 4, 1, "out") < 0) goto fail;
+    if (get_buffer(o_out, &vb[5], 4, 1, "out") < 0) goto fail;
     got = 6;
-    Py_ssize_t n_hash = hb.len / 8, n_keys = kb.len / 8 - 1, n_starts = sb.len / sb.itemsize;
-    if (k <= 0 || ob.len / 4 < k || ib.len / 4 < n_keys || wb.len / 4 < n_keys * k ||
+    Py_ssize_t n_hash = vb[0].len / 8, n_keys = vb[1].len / 8 - 1, n_starts = vb[2].len / vb[2].itemsize;
+    if (k <= 0 || vb[5].len / 4 < k || vb[3].len / 4 < n_keys || vb[4].len / 4 < n_keys * k ||
         n_keys < 0 || shift < 0 || shift > 63 ||
         (n_keys > 0 && (n_starts < 1 || (uint64_t)(n_starts - 1) < (UINT64_MAX >> shift)))) {
         PyErr_SetString(PyExc_ValueError, "view_scores: arrays of inconsistent sizes");
         goto fail;
     }
-    const uint64_t *hashes = hb.buf, *keys = kb.buf;
+    const uint64_t *hashes = vb[0].buf, *keys = vb[1].buf;
     if (keys[n_keys] != UINT64_MAX) {  /* the walk below stops at this sentinel */
         PyErr_SetString(PyExc_ValueError, "view_scores: keys must end with 2**64 - 1");
         goto fail;
     }
-    const float *idf = ib.buf, *w = wb.buf;
-    float *out = ob.buf;
-    const int32_t *starts32 = sb.itemsize == 4 ? sb.buf : NULL;
-    const int64_t *starts64 = sb.itemsize == 8 ? sb.buf : NULL;
+    const float *idf = vb[3].buf, *w = vb[4].buf;
+    float *out = vb[5].buf;
+    const int32_t *starts32 = vb[2].itemsize == 4 ? vb[2].buf : NULL;
+    const int64_t *starts64 = vb[2].itemsize == 8 ? vb[2].buf : NULL;
     Py_ssize_t found = 0;
     int oom = 0;
     uint32_t *cols = NULL, *tmp = NULL;
@@ -373,17 +392,24 @@ done:
     free(tmp);
     free(acc);
     Py_END_ALLOW_THREADS
-    for (int i = 0; i < got; i++) PyBuffer_Release(bufs[i]);
+    release_buffers(vb, got);
     if (oom) return PyErr_NoMemory();
     return PyLong_FromSsize_t(found);
 fail:
-    for (int i = 0; i < got; i++) PyBuffer_Release(bufs[i]);
+    release_buffers(vb, got);
     return NULL;
 }
 
 /* char_ngrams(codepoints u32, lo, hi, out u64) -> count: the hashes of every character
  * n-gram (lo <= n <= hi) of one document without a code point <= 32 (space, separators), all
  * 1-grams first, then 2-grams ..., in text order: triage.features.char_ngram_hashes. */
+static Py_ssize_t ngrams_needed(Py_ssize_t len, const void *range) {
+    const int *r = range;
+    Py_ssize_t need = 0;
+    for (int n = r[0]; n <= r[1]; n++) need += len - n + 1 > 0 ? len - n + 1 : 0;
+    return need;
+}
+
 static PyObject *char_ngrams(PyObject *Py_UNUSED(self), PyObject *args) {
     PyObject *o_cp, *o_out;
     int lo, hi;
@@ -392,22 +418,12 @@ static PyObject *char_ngrams(PyObject *Py_UNUSED(self), PyObject *args) {
         PyErr_Format(PyExc_ValueError, "expected 1 <= lo <= hi <= 16, got %d, %d", lo, hi);
         return NULL;
     }
-    Py_buffer cpb, outb;
-    if (get_buffer(o_cp, &cpb, 4, 0, "codepoints") < 0) return NULL;
-    if (get_buffer(o_out, &outb, 8, 1, "out") < 0) {
-        PyBuffer_Release(&cpb);
-        return NULL;
-    }
-    const uint32_t *cp = cpb.buf;
-    uint64_t *out = outb.buf;
-    Py_ssize_t len = cpb.len / 4, cap = outb.len / 8, written = 0, need = 0;
-    for (int n = lo; n <= hi; n++) need += len - n + 1 > 0 ? len - n + 1 : 0;
-    if (cap < need) {
-        PyBuffer_Release(&cpb);
-        PyBuffer_Release(&outb);
-        PyErr_SetString(PyExc_ValueError, "out holds fewer items than there are n-grams");
-        return NULL;
-    }
+    int range[2] = {lo, hi};
+    Py_buffer b[2];
+    if (get_text_and_out(o_cp, o_out, 8, ngrams_needed, range, b) < 0) return NULL;
+    const uint32_t *cp = b[0].buf;
+    uint64_t *out = b[1].buf;
+    Py_ssize_t len = b[0].len / 4, written = 0;
     const uint64_t P = 0x100000001B3ULL, SALT = 0x9E3779B97F4A7C15ULL;
     for (int n = lo; n <= hi; n++) {
         for (Py_ssize_t i = 0; i + n <= len; i++) {
@@ -417,17 +433,10 @@ static PyObject *char_ngrams(PyObject *Py_UNUSED(self), PyObject *args) {
                 if (cp[i + j] <= 32) { ok = 0; break; }
                 h = h * P + cp[i + j];
             }
-            if (!ok) continue;
-            h += (uint64_t)n * SALT;
-            h ^= h >> 30;
-            h *= 0xBF58476D1CE4E5B9ULL;
-            h ^= h >> 27;
-            h *= 0x94D049BB133111EBULL;
-            out[written++] = h ^ (h >> 31);
+            if (ok) out[written++] = mix64(h + (uint64_t)n * SALT);
         }
     }
-    PyBuffer_Release(&cpb);
-    PyBuffer_Release(&outb);
+    release_buffers(b, 2);
     return PyLong_FromSsize_t(written);
 }
 
@@ -538,11 +547,11 @@ done:
     free(renum[0]);
     free(renum[1]);
     Py_END_ALLOW_THREADS
-    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    release_buffers(b, got);
     if (oom) return PyErr_NoMemory();
     return Py_BuildValue("nnnn", cases, shingles, nt, np_);
 fail:
-    for (int i = 0; i < got; i++) PyBuffer_Release(&b[i]);
+    release_buffers(b, got);
     return NULL;
 }
 
