@@ -518,17 +518,68 @@ def test_index_follower_takes_offered_cases_without_reading_them_back(
     store = Store(db_url)
     follower = IndexFollower(RepeatIndex(), store, index_text)
     assert follower.sync() == 0
-    (own,) = store.add_cases([{"text": PETITION, "label": "land_acquisition", "confidence": 0.9}])
+    (own_record,) = store.add_case_records(
+        [{"text": PETITION, "label": "land_acquisition", "confidence": 0.9}]
+    )
     (other,) = store.add_cases([{"text": PETITION + "补充一句。", "label": "land_acquisition",
                                  "confidence": 0.9}])  # fmt: skip
-    follower.offer([(own, index_text("", store.masked(PETITION)))])
+    follower.offer([own_record])
+    own = own_record.id
     read: list[list[str]] = []
     real = store.get_cases
-    monkeypatch.setattr(store, "get_cases", lambda ids: read.append(list(ids)) or real(ids))
+    monkeypatch.setattr(
+        store, "get_cases", lambda ids, **kw: read.append(list(ids)) or real(ids, **kw)
+    )
     assert follower.sync() == 2
     assert read == [[other]]
     assert own in follower.index and other in follower.index
     store.close()
+
+
+def test_index_follower_indexes_other_workers_cases_by_their_stored_form(db_url: str) -> None:
+    """A case stored with its form under the follower's key is indexed by that form (no
+    normalisation); under another key, or without one, by its text."""
+    from triage.api.deps import IndexFollower
+    from triage.api.routes import index_text
+    from triage.pipeline import repeat_form, repeat_form_key
+    from triage.repeat import RepeatIndex
+    from triage.store import CaseForm, Store
+
+    other_text = "小区物业擅自占用公共绿地建停车场，多次反映无人处理，要求恢复绿地。"
+    store = Store(db_url)
+    key = repeat_form_key()
+    follower = IndexFollower(RepeatIndex(), store, index_text, form_key=key)
+    assert follower.form is not None and follower.form.key == key
+    # Stored with a form that is not its text's: only the stored form can make it match.
+    swapped = CaseForm(key, lambda title, text: repeat_form("", other_text))
+    stale = CaseForm("0-old", lambda title, text: repeat_form("", other_text))
+    row = {"text": PETITION, "label": "land_acquisition", "confidence": 0.9}
+    (by_form,) = store.add_case_records([row], form=swapped)
+    (by_text,) = store.add_case_records([row], form=stale)
+    (plain,) = store.add_case_records([row])
+    assert follower.sync() == 3
+    index = follower.index
+    assert [cid for cid, _ in index.query(index_text("", other_text))] == [by_form.id]
+    masked = index_text("", store.masked(PETITION))
+    assert {cid for cid, _ in index.query(masked)} == {by_text.id, plain.id}
+    store.close()
+
+
+def test_the_service_stores_each_cases_form_for_the_other_workers(
+    make_client: Callable[..., TestClient], db_url: str
+) -> None:
+    """/v1/classify stores the repeat form of the masked text under the current key."""
+    from triage.pipeline import repeat_form, repeat_form_key
+
+    client = make_client()
+    case_id = client.post("/v1/classify", json={"text": PETITION, "title": "补偿款"}).json()[
+        "case_id"
+    ]
+    ((title, text, form, key),) = rows(
+        db_url, f"SELECT title, text, canonical, canonical_key FROM cases WHERE id = '{case_id}'"
+    )
+    assert "13912345678" not in text and key == repeat_form_key()
+    assert form == repeat_form(title, text) and "13912345678" not in form
 
 
 def test_index_follower_caches_other_workers_cases_and_runs_at_low_priority(

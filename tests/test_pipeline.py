@@ -96,3 +96,38 @@ def test_huge_text_is_fast(triage: Triage) -> None:
     r = triage.classify(text)
     assert time.perf_counter() - t0 < 2.0  # the model reads the first few thousand characters
     assert r.label
+
+
+def test_repeat_form_key_names_the_normalisation_and_canonical_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key is stable, and code that forms texts differently gets another key, so that
+    forms it stored are not trusted by the other code (and the reverse)."""
+    import triage.pipeline as pipeline
+
+    key = pipeline.repeat_form_key()
+    assert key == pipeline.repeat_form_key.__wrapped__()
+    monkeypatch.setattr(pipeline, "prepare_text", lambda text, title="": text)  # no normalising
+    assert pipeline.repeat_form_key.__wrapped__() != key
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "canonical", lambda text: text)
+    assert pipeline.repeat_form_key.__wrapped__() != key
+
+
+def test_repeat_index_from_store_uses_stored_forms(tmp_path: Path) -> None:
+    from triage.pipeline import repeat_form, repeat_form_key, repeat_index_from_store
+    from triage.store import CaseForm, Store
+
+    url = f"sqlite:///{tmp_path / 'cases.sqlite3'}"
+    store = Store(url)
+    text = "村里的耕地被人挖土卖钱，挖了十几米深的大坑，请国土部门查处违法采矿。"
+    other = "小区物业擅自占用公共绿地建停车场，多次反映无人处理，要求恢复绿地。"
+    row = {"text": text, "label": "mining", "confidence": 0.9}
+    (stored,) = store.add_case_records(
+        [row], form=CaseForm(repeat_form_key(), lambda title, body: repeat_form("", other))
+    )
+    (plain,) = store.add_case_records([row])
+    store.close()
+    index = repeat_index_from_store(url)
+    assert [cid for cid, _ in index.query(normalize(other))] == [stored.id]
+    assert [cid for cid, _ in index.query(normalize(text))] == [plain.id]

@@ -359,6 +359,33 @@ def test_add_reuses_the_canonical_form_of_a_query(monkeypatch: pytest.MonkeyPatc
     assert index.query(text)[0][0] == "n"
 
 
+def test_cases_added_by_canonical_form_are_found_like_cases_added_by_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``add_canonical_many`` (a form stored beside the case) indexes exactly what ``add_many``
+    of the text would, without computing any canonical form; ``canonical_of`` reuses and
+    forgets the form a query computed."""
+    import triage.repeat as repeat
+
+    texts = {cid: normalize(text) for cid, text in PETITIONS.items()} | {"short": "占地"}
+    by_text, by_form = RepeatIndex(tail_size=4), RepeatIndex(tail_size=4)
+    by_text.add_many(texts.items())
+    forms = [(cid, canonical(text)) for cid, text in texts.items()]
+    computed: list[str] = []
+    real = repeat.canonical
+    monkeypatch.setattr(repeat, "canonical", lambda text: computed.append(text) or real(text))
+    monkeypatch.setattr(repeat, "canonical_many", lambda texts: pytest.fail("normalised"))
+    by_form.add_canonical_many(forms)
+    assert computed == [] and len(by_form) == len(by_text) == len(texts)
+    for text in [*texts.values(), normalize(NOISE + "谢谢。")]:
+        assert by_form.query(text) == by_text.query(text)
+    query = normalize(WAGES + "请尽快处理。")
+    by_form.query(query)
+    computed.clear()
+    assert by_form.canonical_of(query) == real(query) and computed == []  # the query's form
+    assert by_form.canonical_of(query) == real(query) and computed == [query]  # forgotten
+
+
 def test_weak_candidates_are_not_verified() -> None:
     """A case sharing only a few of the query's rare shingles is not checked exactly."""
     index = RepeatIndex(min_probe_hits=0.2)

@@ -311,3 +311,69 @@ def test_failed_fast_insert_rolls_back_and_the_store_goes_on(tmp_path: Path) -> 
     store.add_case_records([case(case_id="c")])
     assert store.count_cases() == 2
     store.close()
+
+
+def test_case_form_is_stored_from_the_masked_text_under_its_key(tmp_path: Path) -> None:
+    """A form is computed from the text as stored (masked), kept beside the case, and read
+    back only by a reader that asks with the key that wrote it."""
+    from triage.store import CaseForm
+
+    db = tmp_path / "cases.sqlite3"
+    seen: list[tuple[str, str]] = []
+
+    def compute(title: str, text: str) -> str:
+        seen.append((title, text))
+        return f"form:{title}:{text}"
+
+    store = Store(f"sqlite:///{db}")
+    (record,) = store.add_case_records([case()], form=CaseForm("k1", compute))
+    assert seen == [(record.title, record.text)] and "139****5678" in seen[0][1]
+    assert record.canonical == f"form:{record.title}:{record.text}"
+    assert store.get_cases([record.id], form_key="k1")[record.id] == record
+    assert store.get_cases([record.id], form_key="k2")[record.id].canonical is None
+    assert store.get_case(record.id) == dataclasses.replace(record, canonical=None)
+    assert [c.canonical for c in store.iter_cases(form_key="k1")] == [record.canonical]
+    (plain,) = store.add_case_records([case(text="宅基地纠纷")])  # no form: NULL
+    assert store.get_cases([plain.id], form_key="k1")[plain.id].canonical is None
+    store.close()
+    # Neither the text nor its form keeps a personal number, anywhere in the file.
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("cases"))
+    assert b"13912345678" not in raw and b"430102199001011234" not in raw
+
+
+def test_a_database_of_an_older_version_gains_the_new_columns(tmp_path: Path) -> None:
+    """Opening a database created before the form columns existed adds them (NULL for old
+    cases), keeps its cases, and new cases store their form; a second open changes nothing."""
+    import sqlite3
+
+    from triage.store import CaseForm, cases
+
+    db = tmp_path / "old.sqlite3"
+    old_columns = [c for c in cases.columns if c.name not in ("canonical", "canonical_key")]
+    assert len(old_columns) == len(cases.columns) - 2
+    with sqlite3.connect(db) as conn:  # the table as the previous release created it
+        conn.execute(
+            "CREATE TABLE cases (id VARCHAR(64) PRIMARY KEY, created_at DATETIME NOT NULL, "
+            "received_at DATE, channel VARCHAR(16), region VARCHAR(200), title TEXT NOT NULL, "
+            "text TEXT NOT NULL, label VARCHAR(100) NOT NULL, confidence FLOAT NOT NULL, "
+            "department VARCHAR(200), route VARCHAR(32), disposition VARCHAR(16), "
+            "flags VARCHAR(200) NOT NULL, priority VARCHAR(16), model_version VARCHAR(100))"
+        )
+        conn.execute(
+            "INSERT INTO cases VALUES ('old', '2026-01-02 03:04:05.000000', NULL, NULL, NULL, "
+            "'', '宅基地纠纷', 'homestead', 0.9, NULL, NULL, NULL, '', NULL, NULL)"
+        )
+    store = Store(f"sqlite:///{db}")
+    with sqlite3.connect(db) as conn:
+        names = [row[1] for row in conn.execute("PRAGMA table_info(cases)")]
+    assert names[-2:] == ["canonical", "canonical_key"]
+    old = store.get_cases(["old"], form_key="k")["old"]
+    assert old.text == "宅基地纠纷" and old.canonical is None
+    (new,) = store.add_case_records([case()], form=CaseForm("k", lambda title, text: "f"))
+    assert store.get_cases([new.id], form_key="k")[new.id].canonical == "f"
+    store.close()
+    from triage.store import _add_missing_columns
+
+    again = Store(f"sqlite:///{db}")
+    assert _add_missing_columns(again.engine) == [] and again.count_cases() == 2
+    again.close()

@@ -7,10 +7,12 @@ classification reads only immutable state.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from triage.errors import InputError, TextTooLongError, TriageError
 from triage.features import prepare_text
 from triage.flags import Flag, detect_flags, priority
 from triage.registry import LoadedModel, load_model
-from triage.repeat import RepeatIndex
+from triage.repeat import RepeatIndex, canonical
 from triage.routing import RoutingTable, decide, load_table
 
 __all__ = [
@@ -29,6 +31,8 @@ __all__ = [
     "Triage",
     "TriageResult",
     "check_text",
+    "repeat_form",
+    "repeat_form_key",
     "repeat_index_from_store",
 ]
 
@@ -141,13 +145,51 @@ def check_text(text: object, title: object = "", max_length: int | None = None) 
         raise InputError("text contains no Chinese characters; triage reads Chinese petitions")
 
 
+def repeat_form(title: str, text: str) -> str:
+    """What the repeat index keeps of a case: the canonical form of its prepared text."""
+    return canonical(prepare_text(text, title))
+
+
+#: Raise when a change to normalisation or the canonical form escapes the probes below.
+_FORM_VERSION = 1
+#: Texts that take every step of :func:`repeat_form`: Excel escapes, HTML, full-width forms,
+#: web boilerplate, pinyin glosses, traditional characters, number formats, masked numbers.
+_FORM_PROBES = (
+    ("關於違法佔地的舉報", "村委會在耕地上建設(shè)廠房_x000D_\n已有三個月，無人處理。"),
+    ("", "<p>２０２４年３月１，２００亩地被征收&amp;补偿</p>（省略120字，正式会员可完整阅读）"),
+    ("", "电话138****5678，身份证110101********123X，〇二三年第0012号，展开全文"),
+)
+
+
+@lru_cache(maxsize=1)
+def repeat_form_key() -> str:
+    """Names the code behind :func:`repeat_form`, for forms stored beside cases.
+
+    A digest of the probes' forms, so that a release whose normalisation or canonical form
+    gives other forms gets another key, and forms stored by older code are computed again
+    instead of trusted (:class:`triage.store.CaseForm`).
+    """
+    digest = hashlib.blake2b(digest_size=8)
+    for title, text in _FORM_PROBES:
+        digest.update(repeat_form(title, text).encode("utf-8") + b"\x00")
+    return f"{_FORM_VERSION}-{digest.hexdigest()}"
+
+
 def repeat_index_from_store(url: str) -> RepeatIndex:
     """A repeat index over every case in the store at SQLAlchemy ``url`` (the history)."""
     from triage.store import Store
 
     store = Store(url)
     index = RepeatIndex()
-    index.add_many((c.id, prepare_text(c.text, c.title)) for c in store.iter_cases())
+    stored, texts = [], []
+    for case in store.iter_cases(form_key=repeat_form_key()):
+        if case.canonical is not None:  # its form, stored when it was classified
+            stored.append((case.id, case.canonical))
+        else:
+            texts.append((case.id, prepare_text(case.text, case.title)))
+    index.add_canonical_many(stored)
+    index.add_many(texts)
+    store.close()
     return index
 
 

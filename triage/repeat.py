@@ -696,19 +696,38 @@ class RepeatIndex:
         # the canonical form the query computed.
         recent = self._recent
         canon = [recent.pop(text, None) for _cid, text in items]
-        todo = [i for i, c in enumerate(canon) if c is None]
-        for i, c in zip(todo, canonical_many([items[i][1] for i in todo]), strict=True):
-            canon[i] = c
+        todo = [text for (_cid, text), c in zip(items, canon, strict=True) if c is None]
+        computed = iter(canonical_many(todo))
+        forms = [c if c is not None else next(computed) for c in canon]
+        self._add_canonical([cid for cid, _text in items], forms)
+
+    def add_canonical_many(self, items: Iterable[tuple[str, str]]) -> None:
+        """Index many cases given in canonical form (:func:`canonical` of their text), e.g.
+        the form stored beside each case: no normalisation work at all."""
+        ids, canon = [], []
+        for cid, form in items:
+            ids.append(str(cid))
+            canon.append(form)
+        if ids:
+            self._add_canonical(ids, canon)
+
+    def canonical_of(self, text: str) -> str:
+        """:func:`canonical` of ``text``, reusing (and forgetting) the form that a recent
+        query of the same text computed: the add that follows a query is its one reuse."""
+        form = self._recent.pop(text, None)
+        return canonical(text) if form is None else form
+
+    def _add_canonical(self, ids: list[str], canon: list[str]) -> None:
         long_rows = [i for i, c in enumerate(canon) if len(c) >= self.min_chars]
         hashes, owner = _batch_hashes([canon[i] for i in long_rows])
         with self._add_lock:
-            sealed = self._add_hashed(items, canon, long_rows, hashes, owner)
+            sealed = self._add_hashed(ids, canon, long_rows, hashes, owner)
         if sealed:
             self._maybe_merge()
 
     def _add_hashed(
         self,
-        items: list[tuple[str, str]],
+        ids: list[str],
         canon: list[str],
         long_rows: list[int],
         hashes: np.ndarray,
@@ -720,9 +739,9 @@ class RepeatIndex:
         runs at a low priority, and a request waiting for a lock it holds waited for the
         scheduler to run it again."""
         with self._lock:
-            self._grow_alive(len(self._ids) + len(items))
-            gids = np.empty(len(items), dtype=np.int64)
-            for i, (case_id, _text) in enumerate(items):
+            self._grow_alive(len(self._ids) + len(ids))
+            gids = np.empty(len(ids), dtype=np.int64)
+            for i, case_id in enumerate(ids):
                 if case_id in self._gid:
                     self._remove_locked(case_id)
                 gid = gids[i] = len(self._ids)
@@ -735,7 +754,7 @@ class RepeatIndex:
             alive = self._alive
         if not long_rows:
             return False
-        # Only add_many (serialised by the add lock) changes the tail, so it is read and grown
+        # Only _add_canonical (serialised by the add lock) changes the tail, so it is read and grown
         # here without the main lock: merged with the batch in one linear pass (the C kernel,
         # or NumPy's run merging), not rebuilt from all its cases.
         batch = _Segment.from_hashes(gids[long_rows], hashes, owner)

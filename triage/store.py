@@ -53,6 +53,7 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy import (
@@ -64,7 +65,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from triage.errors import ConfigError, NotFoundError
 from triage.privacy import mask_personal_data
 
-__all__ = ["CaseCursor", "CaseRecord", "Checkpointer", "Correction", "Store"]
+__all__ = ["CaseCursor", "CaseForm", "CaseRecord", "Checkpointer", "Correction", "Store"]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,11 @@ cases = Table(
     Column("flags", String(200), nullable=False, default=""),  # ';'-joined flag ids
     Column("priority", String(16), nullable=True),
     Column("model_version", String(100), nullable=True),
+    # The repeat index's form of the stored (masked) title and text, and the key of the code
+    # that computed it (:class:`CaseForm`): other workers index the case without computing it
+    # again. NULL for cases stored without one; added to older databases on open.
+    Column("canonical", Text, nullable=True),
+    Column("canonical_key", String(64), nullable=True),
     Index("ix_cases_created_at", "created_at"),
 )
 
@@ -130,6 +136,21 @@ class CaseRecord:
     flags: tuple[str, ...]
     priority: str | None
     model_version: str | None
+    #: The repeat index's form stored with the case, when read with the key that wrote it.
+    canonical: str | None = None
+
+
+@dataclass(frozen=True)
+class CaseForm:
+    """What the repeat index keeps of a case, computed when it is stored.
+
+    ``compute(title, text)`` gets the title and text as stored (masked), so the form holds
+    nothing the text does not. ``key`` names the code that computes it: a reader asking with
+    another key (other normalisation or canonical-form code) gets no form and computes its own.
+    """
+
+    key: str
+    compute: Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -172,11 +193,12 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def _case_from_row(row: Any) -> CaseRecord:
-    return _case_from_mapping(row._mapping)
+def _case_from_row(row: Any, form_key: str | None = None) -> CaseRecord:
+    return _case_from_mapping(row._mapping, form_key)
 
 
-def _case_from_mapping(m: Mapping[str, Any]) -> CaseRecord:
+def _case_from_mapping(m: Mapping[str, Any], form_key: str | None = None) -> CaseRecord:
+    canonical = m["canonical"] if form_key is not None and m["canonical_key"] == form_key else None
     return CaseRecord(
         id=m["id"],
         created_at=_aware(m["created_at"]),
@@ -193,6 +215,7 @@ def _case_from_mapping(m: Mapping[str, Any]) -> CaseRecord:
         flags=tuple(f for f in (m["flags"] or "").split(";") if f),
         priority=m["priority"],
         model_version=m["model_version"],
+        canonical=canonical,
     )
 
 
@@ -329,6 +352,38 @@ def _sqlite_insert(
     return str(compiled), columns
 
 
+def _add_missing_columns(engine: Engine) -> list[str]:
+    """Add to an existing database the nullable columns that newer versions declare (``ALTER
+    TABLE … ADD COLUMN``; old rows get NULL); return them as ``table.column``."""
+    quote = engine.dialect.identifier_preparer.quote
+    added: list[str] = []
+
+    def present(table: Table) -> set[str]:
+        return {c["name"] for c in inspect(engine).get_columns(table.name)}
+
+    for table in metadata.sorted_tables:
+        have = present(table)
+        missing = [c for c in table.columns if c.name not in have]
+        for column in missing:
+            if not column.nullable:  # existing rows would have no value for it
+                raise ConfigError(
+                    f"the database's table {table.name} lacks column {column.name}, which "
+                    "this version needs; open it with the version that created it and export"
+                )
+            kind = column.type.compile(dialect=engine.dialect)
+            ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"
+            try:
+                with engine.begin() as conn:
+                    conn.execute(sql_text(ddl))
+            except SQLAlchemyError:
+                if column.name not in present(table):  # not another worker that added it
+                    raise
+                continue
+            added.append(f"{table.name}.{column.name}")
+            log.info("database upgraded: added column %s.%s", table.name, column.name)
+    return added
+
+
 _IDS_AFTER_ROWID = sql_text("SELECT rowid, id FROM cases WHERE rowid > :after ORDER BY rowid")
 
 
@@ -401,6 +456,11 @@ class Store:
                     continue
                 self.engine.dispose()
                 raise ConfigError(f"cannot open database {self.engine.url!r}: {exc}") from exc
+        try:
+            _add_missing_columns(self.engine)
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise ConfigError(f"cannot upgrade database {self.engine.url!r}: {exc}") from exc
         if self._checkpointer is not None:
             self._checkpointer.start()
 
@@ -448,15 +508,17 @@ class Store:
         model_version: str | None = None,
         disposition: str | None = None,
         case_id: str | None = None,
+        form: CaseForm | None = None,
     ) -> dict[str, Any]:
+        title, text = self.masked(title), self.masked(text)
         return {
             "id": case_id or uuid.uuid4().hex,
             "created_at": _utcnow(),
             "received_at": received_at,
             "channel": channel,
             "region": region,
-            "title": self.masked(title),
-            "text": self.masked(text),
+            "title": title,
+            "text": text,
             "label": label,
             "confidence": float(confidence),
             "department": department,
@@ -465,6 +527,8 @@ class Store:
             "flags": _flag_ids(flags),
             "priority": priority,
             "model_version": model_version,
+            "canonical": form.compute(title, text) if form is not None else None,
+            "canonical_key": form.key if form is not None else None,
         }
 
     def add_case(
@@ -502,13 +566,17 @@ class Store:
         """Store many cases (each a mapping of :meth:`add_case`'s keywords) in one transaction."""
         return [record.id for record in self.add_case_records(items)]
 
-    def add_case_records(self, items: Sequence[Mapping[str, Any]]) -> list[CaseRecord]:
+    def add_case_records(
+        self, items: Sequence[Mapping[str, Any]], form: CaseForm | None = None
+    ) -> list[CaseRecord]:
         """Like :meth:`add_cases`, but return the cases as stored (ids, timestamps, masked
-        text), so that callers need not read back what they have just written."""
-        rows = [self._case_row(**item) for item in items]
+        text), so that callers need not read back what they have just written. With ``form``,
+        each case's repeat-index form is stored beside it (and returned)."""
+        rows = [self._case_row(**item, form=form) for item in items]
         if rows:
             self._insert_cases(rows)
-        return [_case_from_mapping(row) for row in rows]
+        key = form.key if form is not None else None
+        return [_case_from_mapping(row, key) for row in rows]
 
     def _insert_cases(self, rows: list[dict[str, Any]]) -> None:
         fast = self._fast_insert
@@ -541,14 +609,17 @@ class Store:
             row = conn.execute(select(cases).where(cases.c.id == case_id)).first()
         return _case_from_row(row) if row is not None else None
 
-    def get_cases(self, case_ids: Iterable[str]) -> dict[str, CaseRecord]:
-        """The cases among ``case_ids`` that exist, by id (one query)."""
+    def get_cases(
+        self, case_ids: Iterable[str], form_key: str | None = None
+    ) -> dict[str, CaseRecord]:
+        """The cases among ``case_ids`` that exist, by id (one query); with ``form_key``, each
+        with the repeat-index form stored under that key (:class:`CaseForm`), if any."""
         ids = list(dict.fromkeys(case_ids))
         if not ids:
             return {}
         with self.engine.connect() as conn:
             rows = conn.execute(select(cases).where(cases.c.id.in_(ids))).all()
-        return {record.id: record for record in map(_case_from_row, rows)}
+        return {record.id: record for record in (_case_from_row(r, form_key) for r in rows)}
 
     def count_cases(self) -> int:
         """Number of stored cases."""
@@ -556,9 +627,10 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(cases)).scalar_one())
 
     def iter_cases(
-        self, since: datetime | None = None, batch_size: int = 1_000
+        self, since: datetime | None = None, batch_size: int = 1_000, form_key: str | None = None
     ) -> Iterator[CaseRecord]:
-        """Every case (stored after ``since`` if given), oldest first, streamed in batches.
+        """Every case (stored after ``since`` if given), oldest first, streamed in batches;
+        ``form_key`` as for :meth:`get_cases`.
 
         For building the repeat index and keeping it up to date.
         """
@@ -568,7 +640,7 @@ class Store:
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch_size).execute(query)
             for row in result:
-                yield _case_from_row(row)
+                yield _case_from_row(row, form_key)
 
     #: How far :meth:`case_ids_after` looks back behind its cursor on databases other than
     #: SQLite: a transaction that took its timestamp earlier may commit after a later one.

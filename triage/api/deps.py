@@ -22,7 +22,7 @@ import queue
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -32,7 +32,7 @@ from fastapi.security import APIKeyHeader
 
 from triage.errors import InputError, ModelError, TriageError
 from triage.settings import Settings
-from triage.store import CaseCursor, CaseRecord, Store
+from triage.store import CaseCursor, CaseForm, CaseRecord, Store
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -105,10 +105,14 @@ class IndexFollower:
         interval: float = 0.5,
         on_records: Callable[[list[CaseRecord]], None] | None = None,
         nice: int = 0,
+        form_key: str | None = None,
     ) -> None:
         self.index = index
         self.store = store
         self.text_of = text_of  # (title, text) -> the text the index expects
+        # With a key: what writers store beside each case (``Store.add_case_records(form=)``),
+        # so that every follower indexes it without normalising it again.
+        self.form = CaseForm(form_key, self._form_of) if form_key is not None else None
         self.interval = interval
         # Told of every case read from the store (other processes' cases), e.g. to cache
         # what a similar-case answer shows without reading it again.
@@ -116,17 +120,35 @@ class IndexFollower:
         self.nice = nice
         self.native_id: int | None = None  # the thread's OS id, once it runs
         self._cursor: CaseCursor | None = None  # where the last look at the store ended
-        self._offered: queue.SimpleQueue[list[tuple[str, str]]] = queue.SimpleQueue()
+        self._offered: queue.SimpleQueue[Sequence[CaseRecord]] = queue.SimpleQueue()
         self._sync_lock = threading.Lock()
         self._gc_paused = False  # automatic GC turned off by this follower, not yet back on
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triage-index", daemon=True)
 
-    def offer(self, cases: list[tuple[str, str]]) -> None:
-        """Cases this process has just stored, as ``(case_id, index text)``: the next sync
-        indexes them without reading them back from the database."""
+    def _form_of(self, title: str, text: str) -> str:
+        # A case is stored right after its query computed this form: the index reuses it.
+        return self.index.canonical_of(self.text_of(title, text))  # type: ignore[no-any-return]
+
+    def offer(self, cases: Sequence[CaseRecord]) -> None:
+        """Cases this process has just stored, as stored: the next sync indexes them without
+        reading them back from the database."""
         if cases:
             self._offered.put(cases)
+
+    def _index(self, records: Iterable[CaseRecord]) -> None:
+        """Index cases by their stored form, or by their text when they have none."""
+        forms: list[tuple[str, str]] = []
+        texts: list[tuple[str, str]] = []
+        for r in records:
+            if r.canonical is not None:
+                forms.append((r.id, r.canonical))
+            else:
+                texts.append((r.id, self.text_of(r.title, r.text)))
+        if forms:
+            self.index.add_canonical_many(forms)
+        if texts:
+            self.index.add_many(texts)
 
     def _pause_gc(self) -> None:
         # A collection runs in whichever thread's allocation triggers it and holds the
@@ -158,22 +180,19 @@ class IndexFollower:
     def _sync(self) -> int:
         with self._sync_lock:
             self._pause_gc()
-            offered: list[tuple[str, str]] = []
+            offered: list[CaseRecord] = []
             while not self._offered.empty():
                 offered += self._offered.get_nowait()
-            self.index.add_many(offered)
+            self._index(offered)
             seen, cursor = self.store.case_ids_after(self._cursor)
             # This process's own cases were offered above, and on some databases the poll
             # re-reads a margin: only cases not yet indexed are read.
             new = [case_id for case_id in seen if case_id not in self.index]
             for start in range(0, len(new), 1_000):
                 chunk = new[start : start + 1_000]
-                records = self.store.get_cases(chunk)
-                self.index.add_many(
-                    (cid, self.text_of(records[cid].title, records[cid].text))
-                    for cid in chunk
-                    if cid in records
-                )
+                key = self.form.key if self.form is not None else None
+                records = self.store.get_cases(chunk, form_key=key)
+                self._index(records[cid] for cid in chunk if cid in records)
                 if self.on_records is not None and records:
                     self.on_records(list(records.values()))
             self._cursor = cursor

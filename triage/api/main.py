@@ -142,6 +142,7 @@ def _follow_store(state: ServiceState) -> IndexFollower | None:
     """A repeat index over every stored case, kept up to date in the background."""
     if not state.settings.repeat_detection:
         return None
+    from triage.pipeline import repeat_form_key
     from triage.repeat import RepeatIndex
 
     assert state.store is not None
@@ -152,6 +153,7 @@ def _follow_store(state: ServiceState) -> IndexFollower | None:
         interval=state.settings.repeat_sync_seconds,
         nice=state.settings.index_nice,
         on_records=functools.partial(remember_cases, state),
+        form_key=repeat_form_key(),
     )
     follower.sync()
     log.info("repeat index built over %d stored cases", len(follower.index))

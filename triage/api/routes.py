@@ -189,17 +189,21 @@ def process(
     storable = [(item, data) for item, data in ok if item.store]
     if storable:
         assert state.store is not None
+        indexer = state.indexer
+        # Each case is stored with its repeat-index form, computed from the stored (masked)
+        # text: other workers index it without normalising it again. Text without personal
+        # numbers is stored unchanged, so the form is the one the query just computed.
         records = state.store.add_case_records(
-            [_case_fields(item, data) for item, data in storable]
+            [_case_fields(item, data) for item, data in storable],
+            form=indexer.form if indexer is not None else None,
         )
         for (_, data), record in zip(storable, records, strict=True):
             data["case_id"] = record.id
-        # What later answers show of these cases, and the index, take them as stored
-        # (masked), without reading them back. Text without personal numbers comes back
-        # unchanged, so the index reuses the canonical form the query just computed.
+        # What later answers show of these cases, and the index, take them as stored,
+        # without reading them back.
         remember_cases(state, records)
-        if state.indexer is not None:
-            state.indexer.offer([(r.id, index_text(r.title, r.text)) for r in records])
+        if indexer is not None:
+            indexer.offer(records)
     _describe_similar(state, [data for _, data in ok])
     for _, data in ok:
         data.setdefault("case_id", None)
