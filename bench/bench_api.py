@@ -284,11 +284,17 @@ class RawSender:
             writer.write(head + body)
             header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             status = int(header.split(b" ", 2)[1])
-            length = 0
+            length, closing = 0, False
             for line in header.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
+                name = line[:15].lower()
+                if name == b"content-length:":
                     length = int(line[15:])
+                elif name[:11] == b"connection:":
+                    closing = b"close" in line[11:].lower()
             await reader.readexactly(length)
+            if closing:  # the server asked for a new connection (HTTP/1.1, RFC 9112 9.6)
+                writer.close()
+                self.conn = None
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
             if self.conn is not None:
                 self.conn[1].close()

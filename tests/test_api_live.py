@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,3 +121,84 @@ def test_serve_py_with_the_real_pipeline(
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from cases").fetchone() == (4,)
         assert conn.execute("select label from feedback").fetchall() == [("land_illegal_use",)]
+
+
+def test_keepalive_connections_end_after_the_configured_number_of_requests(
+    live_server: Callable[[Any], str], db_url: str
+) -> None:
+    """With TRIAGE_KEEPALIVE_REQUESTS=3 the third answer on a connection says ``Connection:
+    close`` and the server closes it; a client that reconnects is served on."""
+    import socket
+
+    app = create_app(
+        make_settings(db_url, keepalive_requests=3),
+        pipeline_factory=lambda _s, i: FakeTriage(repeat_index=i),
+    )
+    host, port = live_server(app).removeprefix("http://").split(":")
+    request = f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+    def answers(sock: socket.socket) -> list[bytes]:
+        heads = []
+        with sock.makefile("rb") as stream:
+            for _ in range(3):
+                sock.sendall(request)
+                head = b"".join(iter(stream.readline, b"\r\n"))
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                stream.read(length)
+                heads.append(head.lower())
+            assert stream.read() == b""  # closed by the server
+        return heads
+
+    for _ in range(2):  # a new connection counts from zero
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            heads = answers(sock)
+        assert [b"connection: close" in head for head in heads] == [False, False, True]
+        assert all(head.startswith(b"http/1.1 200") for head in heads)
+
+
+def test_two_workers_find_each_others_cases(
+    server_process: Callable[..., str], real_model: Path, tmp_path: Path
+) -> None:
+    """``serve.py --workers 2``: a petition classified by one worker process is found as a
+    similar earlier case by both, the other one through the form stored with the case."""
+    db = tmp_path / "cases.sqlite3"
+    env = {"TRIAGE_DATABASE_URL": f"sqlite:///{db}", "TRIAGE_REPEAT_SYNC_SECONDS": "0.1"}
+    base = server_process(["--model", str(real_model), "--workers", "2"], env)
+    text = (
+        "我们是C2县白鹤岭镇马鬃岭村村民，2019年村里土地被征收修物流园，征地补偿款至今还有"
+        "一半没有发到农户手里，全体村民要求县里核查补偿款去向，尽快足额发放。"
+    )
+
+    def worker(http: httpx.Client) -> str:
+        """Which process answers on this connection (its start time, from /metrics)."""
+        for line in http.get("/metrics").text.splitlines():
+            if line.startswith("triage_process_start_time_seconds "):
+                return line.split()[1]
+        raise AssertionError("no start time in /metrics")
+
+    with httpx.Client(base_url=base, timeout=30) as http:
+        first_worker = worker(http)
+        first = http.post("/v1/classify", json={"text": text}).json()["case_id"]
+    found: dict[str, list[str]] = {}
+    for _ in range(40):  # new connections until both processes have answered
+        with httpx.Client(base_url=base, timeout=30) as http:
+            answering = worker(http)
+            if answering in found:
+                continue
+            for _ in range(50):  # the other worker indexes it within its sync interval
+                similar = http.post("/v1/classify", json={"text": text + "谢谢。", "store": False})
+                found[answering] = [s["case_id"] for s in similar.json()["similar_cases"]]
+                if found[answering]:
+                    break
+                time.sleep(0.1)
+        if len(found) == 2:
+            break
+    assert len(found) == 2 and first_worker in found, found
+    assert all(ids == [first] for ids in found.values()), found
+    with sqlite3.connect(db) as conn:
+        ((form, key),) = conn.execute("select canonical, canonical_key from cases").fetchall()
+    assert form and key

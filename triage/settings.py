@@ -55,6 +55,13 @@ class Settings(BaseSettings):
         default=64 * 1024 * 1024, gt=0, description="Largest request body the API reads (413)."
     )
     log_requests: bool = Field(default=True, description="Log one masked line per API request.")
+    keepalive_requests: int = Field(
+        default=100,
+        ge=0,
+        description="Answer every N-th request of a keep-alive connection with 'Connection: "
+        "close' (as nginx's keepalive_requests), so that clients reconnect and their "
+        "connections spread over the worker processes; 0: never.",
+    )
     repeat_detection: bool = Field(
         default=True, description="Index stored cases at API start-up to find similar earlier ones."
     )

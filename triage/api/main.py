@@ -38,6 +38,7 @@ from .deps import (
     PipelineFactory,
     ServiceState,
 )
+from .keepalive import KeepAliveLimitMiddleware
 from .metrics import (
     BodySizeLimitMiddleware,
     BodyTooLargeError,
@@ -341,6 +342,8 @@ def create_app(
     app.add_middleware(
         MetricsMiddleware, metrics=metrics, log_requests=lambda: settings.log_requests
     )
+    if settings.keepalive_requests:
+        app.add_middleware(KeepAliveLimitMiddleware, max_requests=settings.keepalive_requests)
     return app
 
 
