@@ -548,8 +548,7 @@ def test_index_follower_indexes_other_workers_cases_by_their_stored_form(db_url:
     other_text = "小区物业擅自占用公共绿地建停车场，多次反映无人处理，要求恢复绿地。"
     store = Store(db_url)
     key = repeat_form_key()
-    follower = IndexFollower(RepeatIndex(), store, index_text, form_key=key)
-    assert follower.form is not None and follower.form.key == key
+    follower = IndexFollower(RepeatIndex(), store, index_text, form=CaseForm(key, repeat_form))
     # Stored with a form that is not its text's: only the stored form can make it match.
     swapped = CaseForm(key, lambda title, text: repeat_form("", other_text))
     stale = CaseForm("0-old", lambda title, text: repeat_form("", other_text))

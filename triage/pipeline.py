@@ -145,9 +145,11 @@ def check_text(text: object, title: object = "", max_length: int | None = None) 
         raise InputError("text contains no Chinese characters; triage reads Chinese petitions")
 
 
-def repeat_form(title: str, text: str) -> str:
-    """What the repeat index keeps of a case: the canonical form of its prepared text."""
-    return canonical(prepare_text(text, title))
+def repeat_form(title: str, text: str, index: RepeatIndex | None = None) -> str:
+    """What the repeat index keeps of a case: the canonical form of its prepared text (the
+    one a recent query of ``index`` computed, if any)."""
+    prepared = prepare_text(text, title)
+    return index.canonical_of(prepared) if index is not None else canonical(prepared)
 
 
 #: Raise when a change to normalisation or the canonical form escapes the probes below.

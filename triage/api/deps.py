@@ -105,14 +105,15 @@ class IndexFollower:
         interval: float = 0.5,
         on_records: Callable[[list[CaseRecord]], None] | None = None,
         nice: int = 0,
-        form_key: str | None = None,
+        form: CaseForm | None = None,
     ) -> None:
         self.index = index
         self.store = store
         self.text_of = text_of  # (title, text) -> the text the index expects
-        # With a key: what writers store beside each case (``Store.add_case_records(form=)``),
-        # so that every follower indexes it without normalising it again.
-        self.form = CaseForm(form_key, self._form_of) if form_key is not None else None
+        # What writers store beside each case (``Store.add_case_records(form=)``), and what
+        # this follower takes from the store instead of normalising a case again: the
+        # index's canonical form of ``text_of(title, text)``.
+        self.form = form
         self.interval = interval
         # Told of every case read from the store (other processes' cases), e.g. to cache
         # what a similar-case answer shows without reading it again.
@@ -125,10 +126,6 @@ class IndexFollower:
         self._gc_paused = False  # automatic GC turned off by this follower, not yet back on
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="triage-index", daemon=True)
-
-    def _form_of(self, title: str, text: str) -> str:
-        # A case is stored right after its query computed this form: the index reuses it.
-        return self.index.canonical_of(self.text_of(title, text))  # type: ignore[no-any-return]
 
     def offer(self, cases: Sequence[CaseRecord]) -> None:
         """Cases this process has just stored, as stored: the next sync indexes them without

@@ -143,18 +143,21 @@ def _follow_store(state: ServiceState) -> IndexFollower | None:
     """A repeat index over every stored case, kept up to date in the background."""
     if not state.settings.repeat_detection:
         return None
-    from triage.pipeline import repeat_form_key
+    from triage.pipeline import repeat_form, repeat_form_key
     from triage.repeat import RepeatIndex
+    from triage.store import CaseForm
 
     assert state.store is not None
+    index = RepeatIndex()
     follower = IndexFollower(
-        RepeatIndex(),
+        index,
         state.store,
         index_text,
         interval=state.settings.repeat_sync_seconds,
         nice=state.settings.index_nice,
         on_records=functools.partial(remember_cases, state),
-        form_key=repeat_form_key(),
+        # A case is stored right after its query computed its form: the index reuses it.
+        form=CaseForm(repeat_form_key(), functools.partial(repeat_form, index=index)),
     )
     follower.sync()
     log.info("repeat index built over %d stored cases", len(follower.index))
