@@ -380,7 +380,7 @@ def _add_missing_columns(engine: Engine) -> list[str]:
                     raise
                 continue
             added.append(f"{table.name}.{column.name}")
-            log.info("database upgraded: added column %s.%s", table.name, column.name)
+            log.warning("database upgraded: added column %s.%s", table.name, column.name)
     return added
 
 
