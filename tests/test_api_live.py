@@ -184,7 +184,7 @@ def test_two_workers_find_each_others_cases(
         first_worker = worker(http)
         first = http.post("/v1/classify", json={"text": text}).json()["case_id"]
     found: dict[str, list[str]] = {}
-    for _ in range(40):  # new connections until both processes have answered
+    for _ in range(200):  # new connections until both processes have answered
         with httpx.Client(base_url=base, timeout=30) as http:
             answering = worker(http)
             if answering in found:
