@@ -511,7 +511,7 @@ def test_index_follower_takes_offered_cases_without_reading_them_back(
 ) -> None:
     """A worker's own cases reach its index from memory; only other workers' are read."""
     from triage.api.deps import IndexFollower
-    from triage.api.routes import index_text
+    from triage.pipeline import index_text
     from triage.repeat import RepeatIndex
     from triage.store import Store
 
@@ -540,8 +540,7 @@ def test_index_follower_indexes_other_workers_cases_by_their_stored_form(db_url:
     """A case stored with its form under the follower's key is indexed by that form (no
     normalisation); under another key, or without one, by its text."""
     from triage.api.deps import IndexFollower
-    from triage.api.routes import index_text
-    from triage.pipeline import repeat_form, repeat_form_key
+    from triage.pipeline import index_text, repeat_form, repeat_form_key
     from triage.repeat import RepeatIndex
     from triage.store import CaseForm, Store
 
@@ -590,7 +589,7 @@ def test_index_follower_caches_other_workers_cases_and_runs_at_low_priority(
     import time
 
     from triage.api.deps import IndexFollower
-    from triage.api.routes import index_text
+    from triage.pipeline import index_text
     from triage.repeat import RepeatIndex
     from triage.store import Store
 

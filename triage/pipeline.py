@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triage.deadlines import Deadlines, compute_deadlines
 from triage.errors import InputError, TextTooLongError, TriageError
@@ -24,6 +24,9 @@ from triage.registry import LoadedModel, load_model
 from triage.repeat import RepeatIndex, canonical
 from triage.routing import RoutingTable, decide, load_table
 
+if TYPE_CHECKING:
+    from triage.store import CaseRecord
+
 __all__ = [
     "Candidate",
     "PetitionInput",
@@ -31,6 +34,8 @@ __all__ = [
     "Triage",
     "TriageResult",
     "check_text",
+    "index_cases",
+    "index_text",
     "repeat_form",
     "repeat_form_key",
     "repeat_index_from_store",
@@ -145,11 +150,36 @@ def check_text(text: object, title: object = "", max_length: int | None = None) 
         raise InputError("text contains no Chinese characters; triage reads Chinese petitions")
 
 
+def index_text(title: str, text: str) -> str:
+    """A stored case as the repeat index takes it: the form the pipeline queries with."""
+    return prepare_text(text, title)
+
+
 def repeat_form(title: str, text: str, index: RepeatIndex | None = None) -> str:
-    """What the repeat index keeps of a case: the canonical form of its prepared text (the
-    one a recent query of ``index`` computed, if any)."""
-    prepared = prepare_text(text, title)
+    """What the repeat index keeps of a case: the canonical form of its :func:`index_text`
+    (the one a recent query of ``index`` computed, if any)."""
+    prepared = index_text(title, text)
     return index.canonical_of(prepared) if index is not None else canonical(prepared)
+
+
+def index_cases(
+    index: RepeatIndex,
+    cases: Iterable[CaseRecord],
+    text_of: Callable[[str, str], str] = index_text,
+) -> None:
+    """Index stored cases: by the repeat form stored with each (:class:`CaseForm`, read with
+    the current key) where there is one, else by ``text_of(title, text)``."""
+    forms: list[tuple[str, str]] = []
+    texts: list[tuple[str, str]] = []
+    for case in cases:
+        if case.canonical is not None:
+            forms.append((case.id, case.canonical))
+        else:
+            texts.append((case.id, text_of(case.title, case.text)))
+    if forms:
+        index.add_canonical_many(forms)
+    if texts:
+        index.add_many(texts)
 
 
 #: Raise when a change to normalisation or the canonical form escapes the probes below.
@@ -183,14 +213,7 @@ def repeat_index_from_store(url: str) -> RepeatIndex:
 
     store = Store(url)
     index = RepeatIndex()
-    stored, texts = [], []
-    for case in store.iter_cases(form_key=repeat_form_key()):
-        if case.canonical is not None:  # its form, stored when it was classified
-            stored.append((case.id, case.canonical))
-        else:
-            texts.append((case.id, prepare_text(case.text, case.title)))
-    index.add_canonical_many(stored)
-    index.add_many(texts)
+    index_cases(index, store.iter_cases(form_key=repeat_form_key()))
     store.close()
     return index
 

@@ -31,6 +31,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from triage.errors import InputError, ModelError, TriageError
+from triage.pipeline import index_cases
 from triage.settings import Settings
 from triage.store import CaseCursor, CaseForm, CaseRecord, Store
 
@@ -133,20 +134,6 @@ class IndexFollower:
         if cases:
             self._offered.put(cases)
 
-    def _index(self, records: Iterable[CaseRecord]) -> None:
-        """Index cases by their stored form, or by their text when they have none."""
-        forms: list[tuple[str, str]] = []
-        texts: list[tuple[str, str]] = []
-        for r in records:
-            if r.canonical is not None:
-                forms.append((r.id, r.canonical))
-            else:
-                texts.append((r.id, self.text_of(r.title, r.text)))
-        if forms:
-            self.index.add_canonical_many(forms)
-        if texts:
-            self.index.add_many(texts)
-
     def _pause_gc(self) -> None:
         # A collection runs in whichever thread's allocation triggers it and holds the
         # interpreter lock throughout. Triggered here it ran at this thread's low priority,
@@ -180,7 +167,7 @@ class IndexFollower:
             offered: list[CaseRecord] = []
             while not self._offered.empty():
                 offered += self._offered.get_nowait()
-            self._index(offered)
+            index_cases(self.index, offered, self.text_of)
             seen, cursor = self.store.case_ids_after(self._cursor)
             # This process's own cases were offered above, and on some databases the poll
             # re-reads a margin: only cases not yet indexed are read.
@@ -189,7 +176,7 @@ class IndexFollower:
                 chunk = new[start : start + 1_000]
                 key = self.form.key if self.form is not None else None
                 records = self.store.get_cases(chunk, form_key=key)
-                self._index(records[cid] for cid in chunk if cid in records)
+                index_cases(self.index, (records[c] for c in chunk if c in records), self.text_of)
                 if self.on_records is not None and records:
                     self.on_records(list(records.values()))
             self._cursor = cursor

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from triage import __version__
 from triage.errors import ModelError, TriageError
+from triage.pipeline import index_text
 from triage.settings import Settings, get_settings
 
 from .deps import (
@@ -46,7 +47,7 @@ from .metrics import (
     MetricsMiddleware,
     too_large_detail,
 )
-from .routes import index_text, process, remember_cases, router
+from .routes import process, remember_cases, router
 
 __all__ = ["build_slot", "create_app", "default_pipeline_factory"]
 

@@ -20,7 +20,6 @@ from fastapi import APIRouter, Response
 from fastapi.responses import PlainTextResponse
 
 from triage.errors import InputError, TextTooLongError, TriageError
-from triage.features import prepare_text
 from triage.pipeline import PetitionInput, Triage
 from triage.store import CaseRecord
 
@@ -75,11 +74,6 @@ def _check_lengths(text: str, title: str, max_length: int) -> None:
         )
     if len(title) > max_length:
         raise TextTooLongError(f"title has {len(title)} characters, more than {max_length}")
-
-
-def index_text(title: str, text: str) -> str:
-    """A stored case as the repeat index holds it: the form the pipeline queries with."""
-    return prepare_text(text, title)
 
 
 def _as_dict(result: Any, slot: ModelSlot) -> dict[str, Any]:
