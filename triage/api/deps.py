@@ -172,9 +172,9 @@ class IndexFollower:
             # This process's own cases were offered above, and on some databases the poll
             # re-reads a margin: only cases not yet indexed are read.
             new = [case_id for case_id in seen if case_id not in self.index]
+            key = self.form.key if self.form is not None else None
             for start in range(0, len(new), 1_000):
                 chunk = new[start : start + 1_000]
-                key = self.form.key if self.form is not None else None
                 records = self.store.get_cases(chunk, form_key=key)
                 index_cases(self.index, (records[c] for c in chunk if c in records), self.text_of)
                 if self.on_records is not None and records:
