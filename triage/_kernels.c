@@ -14,6 +14,12 @@
 #include <math.h>
 #include <string.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(addr) __builtin_prefetch((addr), 0, 1)
+#else
+#define PREFETCH(addr) ((void)0)
+#endif
+
 typedef struct {
     int64_t df;
     int64_t lo;
@@ -358,15 +364,29 @@ static PyObject *view_scores(PyObject *Py_UNUSED(self), PyObject *args) {
     tmp = malloc(sizeof(uint32_t) * n_hash);
     acc = calloc(k, sizeof(double));
     if (cols == NULL || tmp == NULL || acc == NULL) { oom = 1; goto done; }
+    /* The vocabulary, its bucket table, idf and weights are tens of MB, and every n-gram
+     * reads a random place in each: nearly every read misses the cache. Read in stages,
+     * each stage prefetching what the next one reads for every n-gram, so that the misses
+     * overlap instead of following one another (the loops below read the same values). */
+    for (Py_ssize_t i = 0; i < n_hash; i++) {
+        uint64_t b = hashes[i] >> shift;
+        if (starts32) PREFETCH(&starts32[b]); else PREFETCH(&starts64[b]);
+    }
+    for (Py_ssize_t i = 0; i < n_hash; i++) {  /* cols[i]: where the walk of n-gram i starts */
+        uint64_t b = hashes[i] >> shift;
+        int64_t p = starts32 ? starts32[b] : starts64[b];
+        cols[i] = (uint32_t)p;
+        PREFETCH(&keys[p]);
+    }
     for (Py_ssize_t i = 0; i < n_hash; i++) {
         uint64_t h = hashes[i];
-        uint64_t b = h >> shift;
-        int64_t p = starts32 ? starts32[b] : starts64[b];
+        int64_t p = cols[i];  /* i >= found: not overwritten yet */
         while (keys[p] < h) p++;  /* the sentinel (max) stops the walk */
         if (keys[p] == h && p < n_keys) cols[found++] = (uint32_t)p;
     }
     if (found == 0) goto done;
     radix_sort_u32(cols, tmp, found);
+    for (Py_ssize_t i = 0; i < found; i++) PREFETCH(&idf[cols[i]]);
     /* tmp now holds the data values (as floats), one per distinct column */
     float *data = (float *)tmp;
     Py_ssize_t n_unique = 0;
@@ -381,6 +401,11 @@ static PyObject *view_scores(PyObject *Py_UNUSED(self), PyObject *args) {
         i = j;
     }
     float norm = (float)sqrt(sumsq);
+    for (Py_ssize_t u = 0; u < n_unique; u++) {
+        const char *row = (const char *)(w + (size_t)cols[u] * k);
+        PREFETCH(row);
+        PREFETCH(row + (size_t)k * sizeof(float) - 1);  /* a row may straddle two lines */
+    }
     for (Py_ssize_t u = 0; u < n_unique; u++) {
         double d = data[u] / norm;
         const float *row = w + (size_t)cols[u] * k;
