@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         "close' (as nginx's keepalive_requests), so that clients reconnect and their "
         "connections spread over the worker processes; 0: never.",
     )
+    fast_lane: bool = Field(
+        default=True,
+        description="Answer well-formed POST /v1/classify requests without FastAPI's routing, "
+        "dependency and serialisation layers (the same validation, work and answer; "
+        "triage.api.fastlane); false: every request goes through FastAPI.",
+    )
     repeat_detection: bool = Field(
         default=True, description="Index stored cases at API start-up to find similar earlier ones."
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -39,6 +39,7 @@ from .deps import (
     PipelineFactory,
     ServiceState,
 )
+from .fastlane import CLASSIFY_PATH, ClassifyFastLane
 from .keepalive import KeepAliveLimitMiddleware
 from .metrics import (
     BodySizeLimitMiddleware,
@@ -47,6 +48,7 @@ from .metrics import (
     MetricsMiddleware,
     too_large_detail,
 )
+from .responses import error_response, internal_error_response, triage_error_response
 from .routes import process, remember_cases, router
 
 __all__ = ["build_slot", "create_app", "default_pipeline_factory"]
@@ -232,10 +234,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             state.store.close()
 
 
-def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
-
-
 def _readable(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
     """pydantic errors as one readable line plus a JSON-safe list (never echoing the input)."""
     items: list[dict[str, Any]] = []
@@ -261,23 +259,21 @@ def _readable(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TriageError)
     async def triage_error(_request: Request, exc: TriageError) -> JSONResponse:
-        if exc.status_code >= 500:  # a known server-side condition, e.g. no model loaded
-            log.warning("%s: %s", type(exc).__name__, exc)
-        return _error(exc.status_code, type(exc).__name__, str(exc))
+        return triage_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         detail, items = _readable(list(exc.errors()))
-        return _error(422, "ValidationError", detail, errors=items)
+        return error_response(422, "ValidationError", detail, errors=items)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLargeError):
-            return _error(413, "RequestTooLarge", too_large_detail(exc.__cause__.max_bytes))
+            return error_response(413, "RequestTooLarge", too_large_detail(exc.__cause__.max_bytes))
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (bytes that are not UTF-8 / JSON): the same
             # 422 as any other malformed JSON.
-            return _error(
+            return error_response(
                 422, "ValidationError", "request body is not valid JSON in UTF-8",
                 errors=[{"field": "body", "message": str(exc.detail), "type": "json_invalid"}],
             )  # fmt: skip
@@ -287,16 +283,26 @@ def _install_error_handlers(app: FastAPI) -> None:
             400: "BadRequest",
             413: "RequestTooLarge",
         }
-        response = _error(exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail))
+        response = error_response(
+            exc.status_code, names.get(exc.status_code, "HTTPError"), str(exc.detail)
+        )
         if exc.headers:
             response.headers.update(exc.headers)
         return response
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
-        # The traceback goes to the log; request bodies (petition text) never do.
-        log.error("unhandled %s", type(exc).__name__, exc_info=exc)
-        return _error(500, "InternalError", "internal error; the server log has the details")
+        return internal_error_response(exc)
+
+
+def _route(router: APIRouter, method: str, path: str) -> Any:
+    """The route object for ``method path`` (what the router puts in the scope)."""
+    for route in router.routes:
+        if getattr(route, "path", None) == path and method in (
+            getattr(route, "methods", None) or ()
+        ):
+            return route
+    raise LookupError(f"no route {method} {path}")
 
 
 def create_app(
@@ -333,6 +339,12 @@ def create_app(
             return FileResponse(page, media_type="text/html; charset=utf-8")
         return HTMLResponse('<p>triage API: see <a href="/docs">/docs</a></p>')
 
+    # Added first = innermost: the fast lane answers inside CORS, size limit, metrics and
+    # keep-alive, like the route it stands in for.
+    if settings.fast_lane:
+        app.add_middleware(
+            ClassifyFastLane, state=app.state.service, route=_route(router, "POST", CLASSIFY_PATH)
+        )
     # Added last = outermost: the size limit answers before anything reads the body, and
     # the metrics see every answer, CORS preflights included.
     if settings.cors_origins:

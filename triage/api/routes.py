@@ -218,11 +218,23 @@ async def classify(body: PetitionIn, state: StateDep, slot: ModelDep) -> dict[st
     """Issue type with top-3 candidates, department, disposition, flags, priority, deadlines
     and similar earlier cases. The petition is stored (personal numbers masked) as a case
     whose ``case_id`` feedback refers to; with ``"store": false`` nothing is stored (live
-    suggestions while a clerk types) and ``case_id`` is null."""
+    suggestions while a clerk types) and ``case_id`` is null.
+
+    Well-formed requests are answered by :class:`~triage.api.fastlane.ClassifyFastLane`
+    with :func:`classify_petition`, as here."""
+    return await classify_petition(state, slot, body)
+
+
+async def classify_petition(
+    state: ServiceState, slot: ModelSlot, body: PetitionIn
+) -> dict[str, Any]:
+    """What ``POST /v1/classify`` answers (before serialisation); raises TriageError."""
     _check_lengths(body.text, body.title or "", state.settings.max_text_length)
+    assert state.batcher is not None
     # Concurrent requests are classified together (see Batcher): one vectorised model call
     # and one transaction for all of them.
-    return await state.batcher.submit(slot, body)
+    result: dict[str, Any] = await state.batcher.submit(slot, body)
+    return result
 
 
 def _item_error(exc: TriageError | Exception) -> dict[str, Any]:
