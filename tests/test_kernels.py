@@ -153,6 +153,32 @@ def test_one_petition_scores_match_numpy(monkeypatch: pytest.MonkeyPatch, order:
 
 
 @needs_kernel
+@pytest.mark.parametrize("size", [2, 3, 16])
+def test_a_small_batch_scores_each_petition_as_alone(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    """Up to 16 petitions (a micro-batch) take the kernel one by one: each row is what that
+    petition gets alone, and the sparse product up to float32 rounding. An empty petition in
+    the middle gets zeros without shifting the others."""
+    docs = [prepare_text(t) for t in PETITIONS]
+    feats = TextFeatures(min_df=1).fit(docs)
+    weights = np.asarray(
+        np.random.default_rng(6).normal(size=(5, feats.n_features_out_)), np.float32, order="F"
+    )
+    batch = ([docs[0], "  ", *docs[1:], *reversed(docs)] * 8)[:size]
+    analyzed = feats.analyze(batch)
+    numpy_scores, kernel_scores = both(
+        monkeypatch, features, feats.scores_analyzed, analyzed, weights
+    )
+    alone = np.vstack([feats.scores_analyzed(feats.analyze([d]), weights) for d in batch])
+    assert kernel_scores.shape == (size, 5)
+    np.testing.assert_array_equal(kernel_scores, alone)
+    expected = np.asarray(feats.transform_analyzed(analyzed) @ weights.T)
+    np.testing.assert_allclose(kernel_scores, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(numpy_scores, expected, rtol=1e-5, atol=1e-5)
+
+
+@needs_kernel
 def test_kernels_refuse_wrong_arguments_instead_of_reading_past_them() -> None:
     u32 = np.zeros(4, dtype=np.uint32)
     with pytest.raises(TypeError, match="codepoints: expected items of 4 bytes, got 8"):
