@@ -151,3 +151,39 @@ def real_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return work / "tiny"
+
+
+@pytest.fixture
+def pipelines() -> list[Any]:
+    """Every fake pipeline the app built, in order (the last one is being served)."""
+    return []
+
+
+@pytest.fixture
+def make_client(db_url: str, pipelines: list[Any]) -> Iterator[Callable[..., Any]]:
+    """Start services on the fake pipeline of ``test_api`` (TestClient, lifespan run);
+    keyword overrides go to the settings (``fail``: the model does not load)."""
+    from fastapi.testclient import TestClient
+    from test_api import FakeTriage, make_settings
+
+    from triage.api.main import create_app
+
+    clients: list[TestClient] = []
+
+    def factory(raise_errors: bool = True, fail: bool = False, **overrides: Any) -> Any:
+        def build(settings: Any, repeat_index: Any) -> Any:
+            if fail:
+                raise FileNotFoundError("models/default/model.skops")
+            pipeline = FakeTriage(f"fake-{len(pipelines) + 1}", repeat_index)
+            pipelines.append(pipeline)
+            return pipeline
+
+        app = create_app(make_settings(db_url, **overrides), pipeline_factory=build)
+        client = TestClient(app, raise_server_exceptions=raise_errors)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.__exit__(None, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date, timedelta
 from typing import Any
 
@@ -101,35 +101,6 @@ def make_settings(db_url: str, **overrides: Any) -> Settings:
         "api_threads": 2,
     }
     return Settings(**(values | overrides))
-
-
-@pytest.fixture
-def pipelines() -> list[FakeTriage]:
-    """Every fake pipeline the app built, in order (the last one is being served)."""
-    return []
-
-
-@pytest.fixture
-def make_client(db_url: str, pipelines: list[FakeTriage]) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
-
-    def factory(raise_errors: bool = True, fail: bool = False, **overrides: Any) -> TestClient:
-        def build(settings: Settings, repeat_index: Any) -> FakeTriage:
-            if fail:
-                raise FileNotFoundError("models/default/model.skops")
-            pipeline = FakeTriage(f"fake-{len(pipelines) + 1}", repeat_index)
-            pipelines.append(pipeline)
-            return pipeline
-
-        app = create_app(make_settings(db_url, **overrides), pipeline_factory=build)
-        client = TestClient(app, raise_server_exceptions=raise_errors)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
 
 
 @pytest.fixture

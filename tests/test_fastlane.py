@@ -5,17 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from test_api import PETITION, FakeTriage, make_settings
+from test_api import PETITION
 
 from triage.api.deps import get_model
 from triage.api.fastlane import _is_json
-from triage.api.main import create_app
 from triage.errors import ModelError
 
 JSON = {"content-type": "application/json"}
@@ -62,44 +61,30 @@ REQUESTS: list[tuple[str, dict[str, Any]]] = [
 
 
 @pytest.fixture
-def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """A service on the fake pipeline and a store of its own (``fail``: no model loads)."""
-    clients: list[TestClient] = []
+def pair(
+    make_client: Callable[..., TestClient], tmp_path: Path
+) -> Callable[..., tuple[TestClient, TestClient]]:
+    """Two services on stores of their own, fast lane on and off: send each request to both."""
 
-    def factory(raise_errors: bool = True, fail: bool = False, **overrides: Any) -> TestClient:
-        def build(settings: Any, repeat_index: Any) -> FakeTriage:
-            if fail:
-                raise FileNotFoundError("models/default/model.skops")
-            return FakeTriage("fake-1", repeat_index)
-
-        db_url = f"sqlite:///{tmp_path / f'cases{len(clients)}.sqlite3'}"
-        app = create_app(make_settings(db_url, **overrides), pipeline_factory=build)
-        client = TestClient(app, raise_server_exceptions=raise_errors)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
-
-
-@pytest.fixture
-def pair(make_client: Callable[..., TestClient]) -> Iterator[Callable[..., tuple[Any, Any]]]:
-    """Two services on separate stores, fast lane on and off: send each request to both."""
-
-    def build(**overrides: Any) -> tuple[Any, Any]:
+    def build(**overrides: Any) -> tuple[TestClient, TestClient]:
         settings = {"max_text_length": 100, "api_threads": 0, **overrides}
         fast = make_client(raise_errors=False, fast_lane=True, **settings)
-        slow = make_client(raise_errors=False, fast_lane=False, **settings)
+        slow = make_client(
+            raise_errors=False,
+            fast_lane=False,
+            database_url=f"sqlite:///{tmp_path / 'slow.sqlite3'}",
+            **settings,
+        )
         return fast, slow
 
-    yield build
+    return build
 
 
 def _normalised(body: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
-    """The answer with case ids replaced by their order of first appearance, and the times
-    cases were stored (which differ between the two stores) by a placeholder."""
+    """The answer with case ids replaced by their order of first appearance, and what differs
+    between the two services by a placeholder: when cases were stored, the fake model's
+    version (one per service)."""
+    body = {**body, "model_version": "<version>"} if "model_version" in body else body
     text = json.dumps(body, ensure_ascii=False, sort_keys=True)
     text = re.sub(r'"\d{4}-\d\d-\d\dT[0-9:.]+(?:Z|[+-]\d\d:\d\d)?"', '"<time>"', text)
     for case_id in re.findall(r"[0-9a-f]{32}", text):
