@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from triage.errors import TriageError
 
 from .deps import ServiceState
-from .metrics import BodyTooLargeError, too_large_detail
-from .responses import error_response, internal_error_response, triage_error_response
+from .metrics import BodyTooLargeError
+from .responses import internal_error_response, too_large_response, triage_error_response
+from .routes import classify_petition
 from .schemas import ClassificationOut, PetitionIn
 
 __all__ = ["CLASSIFY_PATH", "ClassifyFastLane"]
@@ -74,10 +75,7 @@ class ClassifyFastLane:
         try:
             body = await _read_body(receive)
         except BodyTooLargeError as exc:  # a chunked upload over the limit
-            response: Response = error_response(
-                413, "RequestTooLarge", too_large_detail(exc.max_bytes)
-            )
-            await response(scope, receive, send)
+            await too_large_response(exc.max_bytes)(scope, receive, send)
             return
         petition = _petition(body)
         if petition is None:  # FastAPI words the 422
@@ -85,8 +83,7 @@ class ClassifyFastLane:
             return
         if self.route is not None:
             scope["route"] = self.route
-        from .routes import classify_petition  # routes imports the app's other modules
-
+        response: Response
         try:
             result = await classify_petition(self.state, slot, petition)
             content = _OUT.dump_json(_OUT.validate_python(result), by_alias=True)

@@ -46,9 +46,13 @@ from .metrics import (
     BodyTooLargeError,
     Metrics,
     MetricsMiddleware,
-    too_large_detail,
 )
-from .responses import error_response, internal_error_response, triage_error_response
+from .responses import (
+    error_response,
+    internal_error_response,
+    too_large_response,
+    triage_error_response,
+)
 from .routes import process, remember_cases, router
 
 __all__ = ["build_slot", "create_app", "default_pipeline_factory"]
@@ -269,7 +273,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and isinstance(exc.__cause__, BodyTooLargeError):
-            return error_response(413, "RequestTooLarge", too_large_detail(exc.__cause__.max_bytes))
+            return too_large_response(exc.__cause__.max_bytes)
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (bytes that are not UTF-8 / JSON): the same
             # 422 as any other malformed JSON.

@@ -7,7 +7,6 @@ its own, which Prometheus sums when scraping every worker (or use one worker, th
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -17,6 +16,8 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage.privacy import mask_personal_data
+
+from .responses import too_large_response
 
 __all__ = ["BodySizeLimitMiddleware", "BodyTooLargeError", "Metrics", "MetricsMiddleware"]
 
@@ -210,7 +211,7 @@ class BodySizeLimitMiddleware:
                 except ValueError:
                     too_big = False  # the server rejects a malformed header itself
                 if too_big:
-                    await _send_413(send, self.max_bytes)
+                    await too_large_response(self.max_bytes)(scope, receive, send)
                     return
                 break
         received = 0
@@ -227,15 +228,3 @@ class BodySizeLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
-
-
-def too_large_detail(max_bytes: int) -> str:
-    """The message of every 413 for an oversized body."""
-    return f"request body is over the limit of {max_bytes} bytes (TRIAGE_MAX_REQUEST_BYTES)"
-
-
-async def _send_413(send: Send, max_bytes: int) -> None:
-    body = json.dumps({"error": "RequestTooLarge", "detail": too_large_detail(max_bytes)}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
-    await send({"type": "http.response.body", "body": body})

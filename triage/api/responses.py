@@ -1,4 +1,5 @@
-"""Error answers shared by the app's exception handlers and the classify fast lane."""
+"""Error answers shared by the app's exception handlers, its middleware and the classify
+fast lane."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from fastapi.responses import JSONResponse
 
 from triage.errors import TriageError
 
-__all__ = ["error_response", "internal_error_response", "triage_error_response"]
+__all__ = [
+    "error_response",
+    "internal_error_response",
+    "too_large_response",
+    "triage_error_response",
+]
 
 log = logging.getLogger("triage.api")
 
@@ -30,3 +36,10 @@ def internal_error_response(exc: BaseException) -> JSONResponse:
     """500 for a bug: the traceback goes to the log; the request (petition text) never does."""
     log.error("unhandled %s", type(exc).__name__, exc_info=exc)
     return error_response(500, "InternalError", "internal error; the server log has the details")
+
+
+def too_large_response(max_bytes: int) -> JSONResponse:
+    """413 for a request body over ``max_bytes``, whoever notices it (the size limit, the
+    body parser, the fast lane)."""
+    detail = f"request body is over the limit of {max_bytes} bytes (TRIAGE_MAX_REQUEST_BYTES)"
+    return error_response(413, "RequestTooLarge", detail)
